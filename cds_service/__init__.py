@@ -1,0 +1,3 @@
+"""RLS iron CDS Hooks service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""The rule engine boundary: facts in, fired rules out, whichever evaluator runs them.
+
+`RuleEngine.evaluate` is the only entry point the pipeline uses. The evaluator (durable-rules
+or the pure-Python reference) only answers "which rules hold"; everything else that both must
+agree on is done here once, from the rule files' data: silencing rules that read unknown data,
+precedence (`overrides`), matched facts and the deterministic order of the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Mapping, Protocol
+
+from cds_service.engine.conditions import Facts, first_unmet
+from cds_service.engine.ruleset import Rule, RuleSet
+
+log = logging.getLogger(__name__)
+
+
+class Evaluator(Protocol):
+    name: str
+
+    def fired(self, facts: Facts) -> list[str]:
+        """Ids of the rules whose condition holds (before precedence)."""
+
+    def close(self) -> None:
+        """Release engine resources."""
+
+
+class EngineError(RuntimeError):
+    """The evaluator failed (an action raised, a session could not be created...): no card, a 503."""
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    rule: Rule
+    matched_facts: tuple[str, ...]
+    """Fact types the rule read (sorted); the trace maps them to source resources."""
+
+
+@dataclass(frozen=True)
+class SilentRule:
+    rule: Rule
+    why: str
+    """The first unmet condition, a suppressing outcome, or the unknown data it needed."""
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    engine: str
+    fired: tuple[FiredRule, ...]
+    silent: tuple[SilentRule, ...]
+
+    def fired_ids(self) -> list[str]:
+        return [f.rule.id for f in self.fired]
+
+    def outcomes(self) -> list[str]:
+        seen: list[str] = []
+        for f in self.fired:
+            if f.rule.outcome not in seen:
+                seen.append(f.rule.outcome)
+        return seen
+
+
+MAX_MAGNITUDE = 1e15
+
+
+def normalize_facts(facts: Facts) -> dict[str, dict[str, object]]:
+    """The exact values both evaluators see: types checked, floats rounded to 4 decimals.
+
+    Rounding keeps every number out of JSON exponent notation (durable-rules rejects it), and
+    applying it here, before either evaluator, keeps their answers identical.
+    """
+    out: dict[str, dict[str, object]] = {}
+    for fact_type, record in facts.items():
+        clean: dict[str, object] = {}
+        for name, value in record.items():
+            if isinstance(value, float):
+                if value != value or abs(value) >= MAX_MAGNITUDE:
+                    raise EngineError(f"{fact_type}.{name}: number out of range")
+                value = round(value, 4) + 0.0
+            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_MAGNITUDE:
+                raise EngineError(f"{fact_type}.{name}: number out of range")
+            elif value is not None and not isinstance(value, (bool, int, str)):
+                raise EngineError(f"{fact_type}.{name}: not a scalar")
+            clean[name] = value
+        out[fact_type] = clean
+    return out
+
+
+def available_engines() -> list[str]:
+    names = ["python"]
+    try:
+        import durable.engine  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the interpreter (3.13+)
+        return names
+    return ["durable", *names]
+
+
+def make_evaluator(name: str, ruleset: RuleSet) -> Evaluator:
+    if name == "durable":
+        from cds_service.engine.durable_engine import DurableEvaluator
+
+        return DurableEvaluator(ruleset)
+    if name == "python":
+        from cds_service.engine.python_engine import PythonEvaluator
+
+        return PythonEvaluator(ruleset)
+    raise ValueError(f"unknown rule engine {name!r} (durable or python)")
+
+
+def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple[str, ...], engine: str) -> EngineResult:
+    """Turn the evaluator's raw answer into the contract: silencing, precedence, order, reasons."""
+    raw = set(raw_fired)
+    params = ruleset.parameters
+    holding = [r for r in ruleset.rules if r.id in raw]
+    silenced: dict[str, str] = {}
+    for rule in holding:
+        missing = sorted(set(rule.fact_types()) & set(unknown))
+        if missing:
+            silenced[rule.id] = "data unknown: " + ", ".join(missing)
+    effective = [r for r in holding if r.id not in silenced]
+    suppressed_outcomes: dict[str, str] = {}
+    for rule in effective:
+        for code in rule.overrides:
+            suppressed_outcomes.setdefault(code, rule.id)
+    fired: list[FiredRule] = []
+    for rule in effective:
+        by = suppressed_outcomes.get(rule.outcome)
+        if by and by != rule.id:
+            silenced[rule.id] = f"overridden by rule {by}"
+            continue
+        fired.append(FiredRule(rule=rule, matched_facts=rule.fact_types()))
+    silent: list[SilentRule] = []
+    for rule in ruleset.rules:
+        if rule.id in raw:
+            if rule.id in silenced:
+                silent.append(SilentRule(rule=rule, why=silenced[rule.id]))
+            continue
+        silent.append(SilentRule(rule=rule, why=first_unmet(rule.when, facts, params) or "condition not met"))
+    return EngineResult(engine=engine, fired=tuple(fired), silent=tuple(silent))
+
+
+class RuleEngine:
+    """One profile's rules bound to one evaluator, built once per process."""
+
+    def __init__(self, ruleset: RuleSet, engine: str) -> None:
+        self.ruleset = ruleset
+        self.evaluator = make_evaluator(engine, ruleset)
+        self.name = self.evaluator.name
+
+    def evaluate(self, facts: Facts, unknown: tuple[str, ...] = ()) -> EngineResult:
+        facts = normalize_facts(facts)
+        try:
+            raw = self.evaluator.fired(facts)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{self.name} evaluator failed: {type(exc).__name__}") from exc
+        return resolve(self.ruleset, facts, raw, unknown, self.name)
+
+    def close(self) -> None:
+        self.evaluator.close()
+
+
+def choose_engine(requested: str | None) -> tuple[str, str | None]:
+    """The engine to run and, when the request could not be honoured, why (for the log and /healthz)."""
+    available = available_engines()
+    wanted = requested or available[0]
+    if wanted == "durable" and "durable" not in available:
+        return "python", "durable-rules cannot be imported on this interpreter; using the python evaluator"
+    if wanted not in ("durable", "python"):
+        raise ValueError(f"CDS_RULE_ENGINE must be durable or python, not {wanted!r}")
+    return wanted, None
+
+
+def build_engines(rulesets: Mapping[str, RuleSet], engine: str) -> dict[str, RuleEngine]:
+    return {name: RuleEngine(rs, engine) for name, rs in rulesets.items()}

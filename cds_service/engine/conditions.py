@@ -1,0 +1,108 @@
+"""Meaning of a rule condition, in plain Python: the reference both evaluators must agree with.
+
+Semantics (also in rules/README.md):
+- `all`: every child holds; `any`: at least one holds; `none`: no child holds.
+- `{fact, field, is: bool}` holds when the field is exactly that boolean.
+- `{fact, field, op, param}` holds when both the field and the parameter are numbers and the
+  comparison is true. A missing value (None) or a disabled parameter (null) makes it false, so
+  `none` of it is true: "the criterion does not hold".
+- `{fact, field, equals: text}` holds when the field is exactly that text.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Mapping
+
+Facts = Mapping[str, Mapping[str, Any]]
+Params = Mapping[str, Any]
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def leaf_holds(leaf: Mapping[str, Any], facts: Facts, params: Params) -> bool:
+    value = facts.get(leaf["fact"], {}).get(leaf["field"])
+    if "is" in leaf:
+        return isinstance(value, bool) and value is leaf["is"]
+    if "equals" in leaf:
+        return isinstance(value, str) and value == leaf["equals"]
+    threshold = params.get(leaf["param"])
+    if not (_is_number(value) and _is_number(threshold)):
+        return False
+    return OPERATORS[leaf["op"]](value, threshold)
+
+
+def holds(condition: Mapping[str, Any], facts: Facts, params: Params) -> bool:
+    if "all" in condition:
+        return all(holds(c, facts, params) for c in condition["all"])
+    if "any" in condition:
+        return any(holds(c, facts, params) for c in condition["any"])
+    if "none" in condition:
+        return not any(holds(c, facts, params) for c in condition["none"])
+    return leaf_holds(condition, facts, params)
+
+
+def describe_leaf(leaf: Mapping[str, Any]) -> str:
+    """A leaf in plain words, without values: safe for logs and the catalog."""
+    name = f"{leaf['fact']}.{leaf['field']}"
+    if "is" in leaf:
+        return f"{name} is {'true' if leaf['is'] else 'false'}"
+    if "equals" in leaf:
+        return f"{name} is {leaf['equals']}"
+    return f"{name} {leaf['op']} {leaf['param']}"
+
+
+def first_unmet(condition: Mapping[str, Any], facts: Facts, params: Params, negated: bool = False) -> str | None:
+    """The first condition (in file order) that stops the rule, in words; None when the rule holds.
+
+    Under `none` a child that *holds* is what stops the rule, so it is reported as "not (...)".
+    """
+    if "all" in condition or "any" in condition or "none" in condition:
+        result = holds(condition, facts, params)
+        if result != negated:
+            return None
+        if "all" in condition:
+            children = condition["all"]
+            if not negated:
+                for child in children:
+                    reason = first_unmet(child, facts, params, False)
+                    if reason:
+                        return reason
+            return "not (" + " and ".join(_describe(c) for c in children) + ")"
+        if "any" in condition:
+            children = condition["any"]
+            if not negated:
+                reasons = [first_unmet(child, facts, params, False) for child in children]
+                return "none of: " + "; ".join(r for r in reasons if r)
+            for child in children:
+                if holds(child, facts, params):
+                    return "not (" + _describe(child) + ")"
+        children = condition["none"]
+        if not negated:
+            for child in children:
+                if holds(child, facts, params):
+                    return "not (" + _describe(child) + ")"
+        return "one of: " + "; ".join(_describe(c) for c in children)
+    if leaf_holds(condition, facts, params) == negated:
+        return ("not (" + describe_leaf(condition) + ")") if negated else describe_leaf(condition)
+    return None
+
+
+def _describe(condition: Mapping[str, Any]) -> str:
+    for key, word in (("all", " and "), ("any", " or ")):
+        if key in condition:
+            return "(" + word.join(_describe(c) for c in condition[key]) + ")"
+    if "none" in condition:
+        return "not (" + " or ".join(_describe(c) for c in condition["none"]) + ")"
+    return describe_leaf(condition)

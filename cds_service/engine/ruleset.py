@@ -1,0 +1,242 @@
+"""Rule files and profiles: load, validate against the JSON Schemas, and check references.
+
+A `RuleSet` is one profile's rules with its parameter values bound. It is built once at
+start-up; an invalid file stops the service with a message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+from fhir_mappings.facts import FACT_TYPES_BY_NAME, fact_schema
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+VALUESETS_DIR = Path(__file__).resolve().parents[2] / "fhir_mappings" / "valuesets"
+
+
+class RuleFileError(ValueError):
+    """A rule, profile or outcome file is invalid; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    outcome: str
+    when: Mapping[str, Any]
+    citation: Mapping[str, Any]
+    file: str
+    indicator: str | None = None
+    reason: str | None = None
+    reason_text: str | None = None
+    overrides: tuple[str, ...] = ()
+    description: str | None = None
+    notes: str | None = None
+
+    def fact_types(self) -> tuple[str, ...]:
+        """The fact types this rule reads, sorted: used for matched facts and unknown-data silencing."""
+        return tuple(sorted({leaf["fact"] for leaf in iter_leaves(self.when)}))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: str
+    display: str
+    indicator: str
+    family: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """One profile: its rules (in file order), parameters and outcome definitions."""
+
+    profile: str
+    title: str
+    label: str
+    service_prefix: str
+    rules: tuple[Rule, ...]
+    parameters: Mapping[str, float | int | None]
+    parameter_docs: Mapping[str, Mapping[str, Any]]
+    outcomes: Mapping[str, Outcome]
+    texts: Mapping[str, str]
+    version: str
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+
+def iter_leaves(condition: Mapping[str, Any]):
+    """Every leaf test of a condition tree, depth first, in file order."""
+    for key in ("all", "any", "none"):
+        if key in condition:
+            for child in condition[key]:
+                yield from iter_leaves(child)
+            return
+    yield condition
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleFileError(f"{path.name}: cannot be read as YAML: {exc}") from exc
+
+
+@lru_cache(maxsize=None)
+def _schema(name: str) -> dict[str, Any]:
+    return json.loads((RULES_DIR / name).read_text(encoding="utf-8"))
+
+
+def _validate(document: Any, schema_name: str, path: Path) -> None:
+    validator = jsonschema.Draft202012Validator(_schema(schema_name))
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        where = "/".join(str(p) for p in best.absolute_path) or "(top)"
+        raise RuleFileError(f"{path.name}: {where}: {best.message}")
+
+
+def load_outcomes(rules_dir: Path = RULES_DIR) -> dict[str, Outcome]:
+    path = rules_dir / "outcomes.yaml"
+    document = _read_yaml(path)
+    outcomes: dict[str, Outcome] = {}
+    for item in document.get("outcomes", []):
+        outcomes[item["code"]] = Outcome(
+            code=item["code"],
+            display=item["display"],
+            indicator=item["indicator"],
+            family=tuple(item.get("family", [])),
+            raw=item,
+        )
+    return outcomes
+
+
+def check_rule_references(rule: Rule, parameters: Mapping[str, Any], outcomes: Mapping[str, Outcome]) -> list[str]:
+    """Problems with a rule's names: unknown fact, field, parameter or outcome. Empty when sound."""
+    problems: list[str] = []
+    schema = fact_schema()
+    if rule.outcome not in outcomes:
+        problems.append(f"rule {rule.id}: unknown outcome code {rule.outcome!r}")
+    for code in rule.overrides:
+        if code not in outcomes:
+            problems.append(f"rule {rule.id}: overrides unknown outcome code {code!r}")
+    for leaf in iter_leaves(rule.when):
+        fact, name = leaf["fact"], leaf["field"]
+        if fact not in FACT_TYPES_BY_NAME:
+            problems.append(f"rule {rule.id}: unknown fact {fact!r}")
+            continue
+        if name not in schema[fact]:
+            problems.append(f"rule {rule.id}: unknown field {fact}.{name}")
+            continue
+        field_type = schema[fact][name]["type"]
+        if "is" in leaf and "bool" not in field_type:
+            problems.append(f"rule {rule.id}: {fact}.{name} is not a boolean field")
+        if "op" in leaf:
+            if "int" not in field_type and "float" not in field_type:
+                problems.append(f"rule {rule.id}: {fact}.{name} is not a numeric field")
+            if leaf["param"] not in parameters:
+                problems.append(f"rule {rule.id}: unknown parameter {leaf['param']!r}")
+        if "equals" in leaf and "str" not in field_type:
+            problems.append(f"rule {rule.id}: {fact}.{name} is not a text field")
+    return problems
+
+
+def _load_rules(path: Path) -> list[Rule]:
+    document = _read_yaml(path)
+    _validate(document, "schema.json", path)
+    return [
+        Rule(
+            id=item["id"],
+            title=item["title"],
+            outcome=item["outcome"],
+            when=item["when"],
+            citation=item["citation"],
+            file=path.name,
+            indicator=item.get("indicator"),
+            reason=item.get("reason"),
+            reason_text=item.get("reason_text"),
+            overrides=tuple(item.get("overrides", [])),
+            description=item.get("description"),
+            notes=item.get("notes"),
+        )
+        for item in document["rules"]
+    ]
+
+
+def ruleset_version(rules_dir: Path = RULES_DIR, valuesets_dir: Path = VALUESETS_DIR) -> str:
+    """Content hash of every rule, profile, outcome and value-set file: what "rule-set version" means."""
+    digest = hashlib.sha256()
+    paths = sorted(p for p in rules_dir.rglob("*") if p.is_file() and p.suffix in {".yaml", ".yml", ".json"})
+    paths += sorted(p for p in valuesets_dir.rglob("*") if p.is_file() and p.suffix in {".yaml", ".yml", ".json"})
+    for path in paths:
+        if path.name.endswith(".tests.yaml"):
+            continue
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def profile_paths(rules_dir: Path = RULES_DIR) -> list[Path]:
+    return sorted((rules_dir / "profiles").glob("*.yaml"))
+
+
+def load_ruleset(profile_path: Path, rules_dir: Path = RULES_DIR) -> RuleSet:
+    """Load one profile and its rule files; raise RuleFileError naming the file on any problem."""
+    profile = _read_yaml(profile_path)
+    _validate(profile, "profile.schema.json", profile_path)
+    parameters = {name: spec["value"] for name, spec in profile["parameters"].items()}
+    outcomes = load_outcomes(rules_dir)
+    disabled = set(profile.get("disable_rules", []))
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for name in profile["rule_files"]:
+        path = rules_dir / name
+        if not path.is_file():
+            raise RuleFileError(f"{profile_path.name}: rule file {name} does not exist")
+        for rule in _load_rules(path):
+            if rule.id in seen:
+                raise RuleFileError(f"{path.name}: rule id {rule.id} is defined twice")
+            seen.add(rule.id)
+            problems = check_rule_references(rule, parameters, outcomes)
+            if problems:
+                raise RuleFileError(f"{path.name}: " + "; ".join(problems))
+            if rule.id not in disabled:
+                rules.append(rule)
+    unknown_disabled = disabled - seen
+    if unknown_disabled:
+        raise RuleFileError(f"{profile_path.name}: disables unknown rules {sorted(unknown_disabled)}")
+    return RuleSet(
+        profile=profile["profile"],
+        title=profile["title"],
+        label=profile["label"],
+        service_prefix=profile.get("service_prefix", "rls-iron"),
+        rules=tuple(rules),
+        parameters=parameters,
+        parameter_docs=profile["parameters"],
+        outcomes=outcomes,
+        texts=profile.get("texts", {}),
+        version=ruleset_version(rules_dir),
+    )
+
+
+def load_all_rulesets(rules_dir: Path = RULES_DIR) -> dict[str, RuleSet]:
+    """Every profile in rules/profiles/, by profile name."""
+    rulesets = {}
+    for path in profile_paths(rules_dir):
+        ruleset = load_ruleset(path, rules_dir)
+        rulesets[ruleset.profile] = ruleset
+    if not rulesets:
+        raise RuleFileError(f"{rules_dir}: no profile in profiles/")
+    return rulesets

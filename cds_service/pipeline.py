@@ -1,0 +1,111 @@
+"""The one-way pipeline: request -> resources -> facts -> rules -> outcomes -> cards."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from cds_service.cards import build_cards
+from cds_service.engine import EngineResult, RuleEngine
+from cds_service.models import Card, CDSRequest
+from cds_service.prefetch import PrefetchData, draft_orders
+from cds_service.services import Service
+from fhir_mappings import FactSet, MappingInput, build_facts
+
+# Which fact types each prefetch key feeds: an OperationOutcome there makes them unknown.
+FACTS_BY_KEY = {
+    "patient": ("patient",),
+    "labs": ("ferritin", "hemoglobin", "tsat"),
+    "conditions": ("conditions",),
+    "medications": ("oral_iron", "iv_iron", "medications"),
+    "medicationStatements": ("oral_iron", "iv_iron", "medications"),
+    "medicationAdministrations": ("iv_iron",),
+    "allergies": ("allergies",),
+}
+
+
+@dataclass
+class Evaluation:
+    """Everything one invocation decided, for the response, the trace and the decision log."""
+
+    decision_id: str
+    service: Service
+    request: CDSRequest
+    now: datetime
+    facts: FactSet
+    result: EngineResult
+    cards: list[Card]
+    duration_ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def trace(self) -> dict[str, Any]:
+        """The decision trace: fired rules with their facts, silent rules with why, exclusions."""
+        sources = self.facts.sources
+        return {
+            "decision_id": self.decision_id,
+            "service": self.service.id,
+            "profile": self.service.profile,
+            "ruleset_version": self.service.ruleset.version,
+            "engine": self.result.engine,
+            "now": self.now.isoformat(),
+            "fired": [
+                {
+                    "rule": f.rule.id,
+                    "outcome": f.rule.outcome,
+                    "reason": f.rule.reason,
+                    "facts": {t: list(sources.get(t, ())) for t in f.matched_facts},
+                }
+                for f in self.result.fired
+            ],
+            "silent": [{"rule": s.rule.id, "why": s.why} for s in self.result.silent],
+            "excluded": [
+                {"resource": f"{e.resource_type}/{e.resource_id}", "reason": e.reason} for e in self.facts.exclusions
+            ],
+            "notes": list(self.facts.notes),
+            "unknown": list(self.facts.unknown),
+            "cards": [{"uuid": c.uuid, "outcome": c.source.topic.code if c.source.topic else None} for c in self.cards],
+        }
+
+
+def evaluate(
+    request: CDSRequest,
+    service: Service,
+    engine: RuleEngine,
+    data: PrefetchData,
+    now: datetime | None = None,
+    base_url: str = "",
+) -> Evaluation:
+    """Run the pipeline on data already gathered. Synchronous: the engine runs on the caller's thread."""
+    started = time.perf_counter()
+    now = now or datetime.now(timezone.utc)
+    unknown_facts = sorted({t for key in data.unknown_keys for t in FACTS_BY_KEY.get(key, ())})
+    facts = build_facts(
+        MappingInput(
+            resources=data.resources,
+            patient_id=request.context.patientId,
+            now=now,
+            params=service.ruleset.parameters,
+            hook=request.hook,
+            draft_orders=draft_orders(request),
+            unknown_keys=frozenset(data.unknown_keys),
+        )
+    )
+    if unknown_facts:
+        from dataclasses import replace
+
+        facts = replace(facts, unknown=tuple(sorted(set(facts.unknown) | set(unknown_facts))))
+    result = engine.evaluate(facts.to_engine(), facts.unknown)
+    cards = build_cards(result, facts, service.ruleset, base_url)
+    return Evaluation(
+        decision_id=str(uuid.uuid4()),
+        service=service,
+        request=request,
+        now=now,
+        facts=facts,
+        result=result,
+        cards=cards,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )

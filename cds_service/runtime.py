@@ -1,0 +1,48 @@
+"""What one process builds at start-up and shares across requests: rules, engines, services."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from cds_service.engine import RuleEngine, build_engines, choose_engine
+from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
+from cds_service.services import Service, build_services
+from cds_service.settings import Settings
+
+log = logging.getLogger("cds_service")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    rulesets: dict[str, RuleSet]
+    engines: dict[str, RuleEngine]
+    services: dict[str, Service]
+    engine_name: str
+    engine_note: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    """"Now" for every evaluation: the request time. Tests and demos replace it."""
+
+    @property
+    def ruleset_version(self) -> str:
+        return next(iter(self.rulesets.values())).version
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Load and check every rule file, compile the engines, and list the services. Raises on any problem."""
+    rulesets = load_all_rulesets(settings.rules_dir or RULES_DIR)
+    engine_name, note = choose_engine(settings.rule_engine)
+    if note:
+        log.warning(note)
+    engines = build_engines(rulesets, engine_name)
+    services = build_services(rulesets, settings.enabled_services)
+    log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})
+    return Runtime(settings, rulesets, engines, services, engine_name, note)

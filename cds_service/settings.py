@@ -1,0 +1,88 @@
+"""Every setting of the service, read from the environment in one place (all prefixed `CDS_`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Read once per process; tests build their own instance and pass it to `create_app`."""
+
+    model_config = SettingsConfigDict(env_prefix="CDS_", env_file=None, extra="ignore")
+
+    mode: Literal["development", "production"] = Field(
+        "production", description="development (what `make serve` starts): auth off unless set, CORS any origin"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+    auth_mode: Literal["jwt", "off"] | None = Field(
+        None, description="jwt (default) or off; development mode defaults to off"
+    )
+    trusted_clients: Path | None = Field(None, description="YAML or JSON file of trusted EHR clients and their keys")
+    public_url: str | None = Field(None, description="public base URL of this service: the JWT audience is this plus the path")
+    allow_insecure: bool = Field(False, description="allow auth off on a non-loopback address")
+    jwt_clock_skew_seconds: int = 60
+    jwks_cache_seconds: int = 300
+
+    cors_origins: str | None = Field(
+        None, description="comma-separated allowed origins; development mode allows any origin when unset"
+    )
+
+    rule_engine: Literal["durable", "python"] | None = Field(
+        None, description="durable (default where durable-rules imports) or python"
+    )
+    services: str | None = Field(None, description="comma-separated service ids to enable (default: all)")
+    rules_dir: Path | None = Field(None, description="override the rules directory (tests)")
+
+    database_url: str = Field("sqlite:///./var/decisions.db", description="decision log database (SQLAlchemy URL)")
+    decision_log_phi: bool = Field(False, description="store patient values in the decision log")
+    patient_key_secret: str = Field(
+        "development-only-patient-key", description="HMAC key for the pseudonymous patient key in the decision log"
+    )
+    retention_days: int = Field(365, description="decision records older than this are purged by `cds-service decisions purge`")
+
+    max_body_bytes: int = Field(5 * 1024 * 1024, description="requests larger than this get 413")
+    max_json_depth: int = 64
+    max_bundle_entries: int = 5000
+
+    fhir_connect_timeout: float = 2.0
+    fhir_read_timeout: float = 5.0
+    fhir_total_timeout: float = 8.0
+    fhir_max_pages: int = 20
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def development(self) -> bool:
+        return self.mode == "development"
+
+    @property
+    def effective_auth_mode(self) -> str:
+        if self.auth_mode:
+            return self.auth_mode
+        return "off" if self.development else "jwt"
+
+    @property
+    def enabled_services(self) -> set[str] | None:
+        if not self.services:
+            return None
+        return {s.strip() for s in self.services.split(",") if s.strip()}
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        if self.cors_origins:
+            return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        return ["*"] if self.development else []
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,47 @@
+"""Shared fixtures: an app on embedded defaults with a fixed clock, and an HTTP client for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.app import create_app
+from cds_service.fixtures import DEFAULT_NOW
+from cds_service.settings import Settings
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "mode": "production",
+        "auth_mode": "off",
+        "database_url": f"sqlite:///{tmp_path / 'decisions.db'}",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings):
+    application = create_app(settings)
+    application.state.runtime.clock = lambda: DEFAULT_NOW
+    return application
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def outcomes(response) -> list[str]:
+    """Outcome codes of the cards in a CDS Hooks response, sorted."""
+    assert response.status_code == 200, response.text
+    return sorted(card["source"]["topic"]["code"] for card in response.json()["cards"])
