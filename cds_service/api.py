@@ -1,21 +1,27 @@
-"""HTTP routes: thin. Parse, call the pipeline, answer."""
+"""CDS Hooks routes: thin. Authenticate, parse, gather data, run the pipeline, record, answer."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import time
+import uuid
 
-from cds_service import pipeline, prefetch
-from cds_service.errors import BadRequest, UnknownService
+from fastapi import APIRouter, Depends, Request
+
+from cds_service import metrics, pipeline, prefetch
+from cds_service.auth import verify_caller
+from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.models import CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback
 from cds_service.runtime import Runtime
-from cds_service.services import Service, prefetch_templates
+from cds_service.services import Service
 
-router = APIRouter()
+router = APIRouter(tags=["CDS Hooks"])
 ERRORS = {
     400: {"model": ErrorBody, "description": "not a valid CDS Hooks request for this service"},
+    401: {"model": ErrorBody, "description": "the bearer JWT is missing or not acceptable"},
     404: {"model": ErrorBody, "description": "unknown service"},
     412: {"model": ErrorBody, "description": "data the hook needs could not be obtained"},
     413: {"model": ErrorBody, "description": "body too large"},
+    503: {"model": ErrorBody, "description": "the rule engine could not answer safely"},
 }
 
 
@@ -30,7 +36,7 @@ def service_of(runtime: Runtime, service_id: str) -> Service:
     return service
 
 
-@router.get("/cds-services", response_model=Discovery, response_model_exclude_none=True, tags=["CDS Hooks"])
+@router.get("/cds-services", response_model=Discovery, response_model_exclude_none=True)
 async def discovery(request: Request) -> Discovery:
     """CDS Hooks discovery: the services, their hooks and prefetch templates."""
     runtime = runtime_of(request)
@@ -42,16 +48,44 @@ async def discovery(request: Request) -> Discovery:
     response_model=CDSResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    tags=["CDS Hooks"],
+    dependencies=[Depends(verify_caller)],
 )
 async def invoke(service_id: str, body: CDSRequest, request: Request) -> CDSResponse:
-    """Invoke a service: answers `{"cards": [...]}`."""
+    """Invoke a service: answers `{"cards": [...]}`, with the decision id in `extension`."""
+    started = time.perf_counter()
     runtime = runtime_of(request)
     service = service_of(runtime, service_id)
     if body.hook != service.hook:
         raise BadRequest(f"service {service_id} answers hook {service.hook}, not {body.hook}")
-    data = prefetch.collect(body, prefetch_templates())
-    evaluation = pipeline.evaluate(body, service, runtime.engines[service.profile], data, now=runtime.clock(), base_url=str(request.base_url).rstrip("/"))
+    try:
+        data = await prefetch.gather(body, runtime)
+        evaluation = pipeline.evaluate(
+            body,
+            service,
+            runtime.engines[service.profile],
+            data,
+            now=runtime.clock(),
+            base_url=runtime.public_base(request),
+        )
+    except CDSError as exc:
+        metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()
+        runtime.decision_log.record_failure(
+            decision_id=str(uuid.uuid4()),
+            service_id=service_id,
+            hook=body.hook,
+            hook_instance=body.hookInstance,
+            patient_id=body.context.patientId,
+            status=exc.status_code,
+            error=exc.code,
+            detail=exc.detail,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        raise
+    runtime.decision_log.record_decision(evaluation)
+    metrics.REQUESTS.labels(service_id, "200").inc()
+    metrics.LATENCY.labels(service_id).observe(time.perf_counter() - started)
+    for card in evaluation.cards:
+        metrics.CARDS.labels(card.source.topic.code if card.source.topic else "none").inc()
     return CDSResponse(
         cards=evaluation.cards,
         extension={"decision-id": evaluation.decision_id, "ruleset-version": service.ruleset.version},
@@ -60,24 +94,14 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> CDSResp
 
 @router.post(
     "/cds-services/{service_id}/feedback",
-    responses={k: v for k, v in ERRORS.items() if k in (400, 404, 413)},
-    tags=["CDS Hooks"],
+    responses={k: v for k, v in ERRORS.items() if k in (400, 401, 404, 413)},
+    dependencies=[Depends(verify_caller)],
 )
 async def feedback(service_id: str, body: Feedback, request: Request) -> dict[str, int]:
-    """CDS Hooks feedback on cards this service returned."""
-    service_of(runtime_of(request), service_id)
-    return {"received": len(body.feedback)}
-
-
-@router.get("/healthz", tags=["operations"])
-async def healthz(request: Request) -> dict[str, object]:
-    """Liveness, and which rule engine and rule-set version this process runs."""
+    """CDS Hooks feedback on cards this service returned: stored and linked to its decision."""
     runtime = runtime_of(request)
-    return {
-        "status": "ok",
-        "engine": runtime.engine_name,
-        "engine_note": runtime.engine_note,
-        "ruleset_version": runtime.ruleset_version,
-        "profiles": sorted(runtime.rulesets),
-        "auth": runtime.settings.effective_auth_mode,
-    }
+    service_of(runtime, service_id)
+    runtime.decision_log.record_feedback(service_id, body)
+    for item in body.feedback:
+        metrics.FEEDBACK.labels(item.outcome).inc()
+    return {"received": len(body.feedback)}

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from cds_service import __version__
 from cds_service.api import router
+from cds_service.routes import catalog, ops, ui
 from cds_service.errors import CDSError
 from cds_service.limits import BodySizeLimit
 from cds_service.runtime import build_runtime
@@ -38,9 +39,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.effective_auth_mode == "off":
             log.warning("JWT verification is OFF (development mode): do not expose this process")
+        await runtime.decision_log.start()
         try:
             yield
         finally:
+            await runtime.decision_log.stop()
             runtime.close()
 
     app = FastAPI(
@@ -66,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _error(500, "internal-error", "the service could not answer; the error was logged")
 
     app.include_router(router)
+    app.include_router(ops.router)
+    app.include_router(catalog.router)
+    app.include_router(ui.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     origins = settings.cors_origin_list
     if origins:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from cds_service.cards import build_cards
-from cds_service.engine import EngineResult, RuleEngine
+from cds_service.engine import EngineError, EngineResult, RuleEngine
+from cds_service.errors import BadRequest, EngineUnavailable
 from cds_service.models import Card, CDSRequest
 from cds_service.prefetch import PrefetchData, draft_orders
 from cds_service.services import Service
 from fhir_mappings import FactSet, MappingInput, build_facts
+from fhir_mappings.errors import MappingInputError
 
 # Which fact types each prefetch key feeds: an OperationOutcome there makes them unknown.
 FACTS_BY_KEY = {
@@ -82,22 +84,25 @@ def evaluate(
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
     unknown_facts = sorted({t for key in data.unknown_keys for t in FACTS_BY_KEY.get(key, ())})
-    facts = build_facts(
-        MappingInput(
-            resources=data.resources,
-            patient_id=request.context.patientId,
-            now=now,
-            params=service.ruleset.parameters,
-            hook=request.hook,
-            draft_orders=draft_orders(request),
-            unknown_keys=frozenset(data.unknown_keys),
-        )
+    mapping_input = MappingInput(
+        resources=data.resources,
+        patient_id=request.context.patientId,
+        now=now,
+        params=service.ruleset.parameters,
+        hook=request.hook,
+        draft_orders=draft_orders(request),
+        unknown_keys=frozenset(data.unknown_keys),
     )
+    try:
+        facts = build_facts(mapping_input)
+    except MappingInputError as exc:
+        raise BadRequest(str(exc)) from exc
     if unknown_facts:
-        from dataclasses import replace
-
         facts = replace(facts, unknown=tuple(sorted(set(facts.unknown) | set(unknown_facts))))
-    result = engine.evaluate(facts.to_engine(), facts.unknown)
+    try:
+        result = engine.evaluate(facts.to_engine(), facts.unknown)
+    except EngineError as exc:
+        raise EngineUnavailable("the rule engine could not answer safely; no cards") from exc
     cards = build_cards(result, facts, service.ruleset, base_url)
     return Evaluation(
         decision_id=str(uuid.uuid4()),

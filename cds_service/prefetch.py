@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from cds_service.models import CDSRequest
+
+if TYPE_CHECKING:
+    from cds_service.runtime import Runtime
 
 
 @dataclass
@@ -52,6 +57,13 @@ def collect(request: CDSRequest, templates: dict[str, str]) -> PrefetchData:
             continue
         data.resources.extend(resources_in(value))
     return data
+
+
+async def gather(request: CDSRequest, runtime: "Runtime") -> PrefetchData:
+    """All the data of one request: prefetch, then (later) the FHIR server for missing keys."""
+    from cds_service.services import prefetch_templates
+
+    return collect(request, prefetch_templates())
 
 
 def draft_orders(request: CDSRequest) -> list[dict[str, Any]]:

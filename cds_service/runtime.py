@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from cds_service.audit import DecisionLog
 from cds_service.engine import RuleEngine, build_engines, choose_engine
 from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
 from cds_service.services import Service, build_services
@@ -22,6 +23,7 @@ class Runtime:
     engines: dict[str, RuleEngine]
     services: dict[str, Service]
     engine_name: str
+    decision_log: DecisionLog
     engine_note: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
@@ -30,6 +32,12 @@ class Runtime:
     @property
     def ruleset_version(self) -> str:
         return next(iter(self.rulesets.values())).version
+
+    def public_base(self, request: Any) -> str:
+        """Base URL for links in cards: CDS_PUBLIC_URL when set, else the URL the request came to."""
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        return str(request.base_url).rstrip("/")
 
     def close(self) -> None:
         for engine in self.engines.values():
@@ -45,4 +53,4 @@ def build_runtime(settings: Settings) -> Runtime:
     engines = build_engines(rulesets, engine_name)
     services = build_services(rulesets, settings.enabled_services)
     log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})
-    return Runtime(settings, rulesets, engines, services, engine_name, note)
+    return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), note)
