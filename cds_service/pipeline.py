@@ -92,6 +92,7 @@ def evaluate(
         hook=request.hook,
         draft_orders=draft_orders(request),
         unknown_keys=frozenset(data.unknown_keys),
+        full_urls=data.full_urls,
     )
     try:
         facts = build_facts(mapping_input)

@@ -25,17 +25,31 @@ class PrefetchData:
     resources: list[dict[str, Any]] = field(default_factory=list)
     unknown_keys: set[str] = field(default_factory=set)
     missing_keys: set[str] = field(default_factory=set)
+    full_urls: dict[str, str] = field(default_factory=dict)
+    """Bundle entry fullUrl -> "Type/id", to resolve `urn:uuid:` and absolute references."""
 
 
-def resources_in(value: Any) -> list[dict[str, Any]]:
-    """The resources a prefetch value holds: a Bundle's entries, or the resource itself."""
+def resources_in(value: Any, full_urls: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The resources a prefetch value holds: a Bundle's entries (recursively), or the resource itself.
+
+    When `full_urls` is given, each entry's fullUrl is recorded there as "Type/id".
+    """
     if not isinstance(value, dict):
         return []
     if value.get("resourceType") == "Bundle":
         found: list[dict[str, Any]] = []
-        for entry in value.get("entry") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                found.extend(resources_in(entry["resource"]) if entry["resource"].get("resourceType") == "Bundle" else [entry["resource"]])
+        entries = value.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
+            if not (isinstance(entry, dict) and isinstance(entry.get("resource"), dict)):
+                continue
+            resource = entry["resource"]
+            if resource.get("resourceType") == "Bundle":
+                found.extend(resources_in(resource, full_urls))
+                continue
+            full_url = entry.get("fullUrl")
+            if full_urls is not None and isinstance(full_url, str) and isinstance(resource.get("id"), str):
+                full_urls[full_url] = f"{resource.get('resourceType')}/{resource['id']}"
+            found.append(resource)
         return found
     if isinstance(value.get("resourceType"), str):
         return [value]
@@ -55,7 +69,7 @@ def collect(request: CDSRequest, templates: dict[str, str]) -> PrefetchData:
         if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
             data.unknown_keys.add(key)
             continue
-        data.resources.extend(resources_in(value))
+        data.resources.extend(resources_in(value, data.full_urls))
     return data
 
 

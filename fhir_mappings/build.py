@@ -24,6 +24,8 @@ class MappingInput:
     hook: str = "patient-view"
     draft_orders: list[dict[str, Any]] = field(default_factory=list)
     unknown_keys: frozenset[str] = frozenset()
+    full_urls: Mapping[str, str] = field(default_factory=dict)
+    """Bundle entry fullUrl -> "Type/id" (resolves `urn:uuid:` and absolute references)."""
 
 
 def _subject_is(resource: dict[str, Any], patient_id: str) -> bool:
