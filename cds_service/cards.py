@@ -21,7 +21,7 @@ def _group(fired: Iterable[FiredRule]) -> dict[str, list[FiredRule]]:
     return groups
 
 
-def build_cards(result: EngineResult, facts: FactSet, ruleset: RuleSet, base_url: str = "") -> list[Card]:
+def build_cards(result: EngineResult, facts: FactSet, ruleset: RuleSet, base_url: str = "", patient_id: str | None = None) -> list[Card]:
     cards: list[Card] = []
     for code, fired in _group(result.fired).items():
         outcome = ruleset.outcomes[code]
