@@ -24,7 +24,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: using the asyncio load generator")
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 loadtest: $(STAMP)
 	$(BIN)/python -m bench.loadtest

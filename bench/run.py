@@ -1,0 +1,421 @@
+"""`make bench`: the service against a bare FastAPI baseline, measured in the same run.
+
+Both servers run under uvicorn with the same settings on loopback; a load generator (wrk when
+installed, else a small asyncio client) drives each case at 1 and 8 connections. Every figure
+is reported beside the baseline's and as a ratio, because absolute numbers depend on the machine.
+Results go to bench/results.json; a pyinstrument profile of the large chart to bench/profile.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.charts import large_chart_request, outcome_requests, typical_request
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVICE_ID = "rls-iron-patient-view"
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    tool: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, path: str, timeout: float = 30.0) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=0.5).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"server on port {port} not ready after {timeout} s")
+
+
+class Server:
+    """A uvicorn process; `startup_s` is spawn-to-ready (rules loaded and answering)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, ready_path: str) -> None:
+        self.name, self.port = name, port
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_ready(port, ready_path)
+        self.startup_s = time.perf_counter() - started
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cds-services/{SERVICE_ID}"
+
+    def rss_kb(self) -> int:
+        """Resident memory of the server and its worker processes."""
+        total = 0
+        for pid in [self.proc.pid, *children(self.proc.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"VmRSS:\s+(\d+) kB", status)
+            total += int(match.group(1)) if match else 0
+        return total
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in out.split()]
+
+
+def start_servers(workdir: Path, workers: int) -> tuple[Server, Server]:
+    common = ["--host", "127.0.0.1", "--workers", str(workers)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    base_port = free_port()
+    baseline = Server(
+        "baseline",
+        [str(BIN / "python"), "-m", "uvicorn", "bench.baseline:app", "--port", str(base_port), "--log-level", "warning", "--no-access-log", *common],
+        env,
+        base_port,
+        "/healthz",
+    )
+    svc_port = free_port()
+    svc_env = dict(
+        env,
+        CDS_MODE="development",
+        CDS_AUTH_MODE="off",
+        CDS_LOG_LEVEL="WARNING",
+        CDS_DATABASE_URL=f"sqlite:///{workdir / 'decisions.db'}",
+    )
+    service = Server(
+        "service",
+        [str(BIN / "cds-service"), "serve", "--port", str(svc_port), *common],
+        svc_env,
+        svc_port,
+        "/healthz",
+    )
+    return baseline, service
+
+
+# --- load generators -------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("{body}", "rb")
+wrk.body = f:read("*all")
+f:close()
+"""
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def run_wrk(url: str, body_path: Path, connections: int, seconds: float) -> Load:
+    script = body_path.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT.format(body=body_path))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(x) for x in m.groups())
+    return Load(rps, p50, p99, total, errors, "wrk")
+
+
+async def _asyncio_load(url: str, body: bytes, connections: int, seconds: float) -> Load:
+    host, port_path = url.split("//", 1)[1].split(":", 1)
+    port, path = port_path.split("/", 1)
+    request = (
+        f"POST /{path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Load(
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        len(latencies),
+        errors,
+        "asyncio",
+    )
+
+
+def load(url: str, body_path: Path, connections: int, seconds: float) -> Load:
+    if shutil.which("wrk"):
+        return run_wrk(url, body_path, connections, seconds)
+    return asyncio.run(_asyncio_load(url, body_path.read_bytes(), connections, seconds))
+
+
+# --- in-process figures ----------------------------------------------------------------------
+
+
+def stage_figures(request: dict[str, Any], runs: int = 200) -> dict[str, Any]:
+    """Median microseconds per pipeline stage for one request, and per-engine rule cost."""
+    from cds_service import cards, prefetch
+    from cds_service.engine import RuleEngine, available_engines
+    from cds_service.models import CDSRequest
+    from cds_service.pipeline import FACTS_BY_KEY  # noqa: F401 - the pipeline's own module
+    from cds_service.runtime import build_runtime
+    from cds_service.services import prefetch_templates
+    from cds_service.settings import Settings
+    from fhir_mappings import MappingInput, build_facts
+
+    runtime = build_runtime(Settings(auth_mode="off", database_url="sqlite:///:memory:"))
+    service = runtime.services[SERVICE_ID]
+    raw = json.dumps(request).encode()
+    timings: dict[str, list[float]] = {k: [] for k in ("parse", "prefetch", "map", "rules", "cards")}
+    engines = {name: RuleEngine(service.ruleset, name) for name in available_engines()}
+    rule_cost: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        parsed = CDSRequest.model_validate_json(raw)
+        t1 = time.perf_counter()
+        data = prefetch.collect(parsed, prefetch_templates())
+        t2 = time.perf_counter()
+        facts = build_facts(
+            MappingInput(
+                resources=data.resources,
+                patient_id=parsed.context.patientId,
+                now=runtime.clock(),
+                params=service.ruleset.parameters,
+                hook=parsed.hook,
+                draft_orders=prefetch.draft_orders(parsed),
+                unknown_keys=frozenset(data.unknown_keys),
+                full_urls=data.full_urls,
+            )
+        )
+        t3 = time.perf_counter()
+        engine_facts = facts.to_engine()
+        result = runtime.engines[service.profile].evaluate(engine_facts, facts.unknown)
+        t4 = time.perf_counter()
+        cards.build_cards(result, facts, service.ruleset, "http://bench", patient_id=parsed.context.patientId)
+        t5 = time.perf_counter()
+        for stage, a, b in (("parse", t0, t1), ("prefetch", t1, t2), ("map", t2, t3), ("rules", t3, t4), ("cards", t4, t5)):
+            timings[stage].append((b - a) * 1e6)
+        for name, engine in engines.items():
+            e0 = time.perf_counter()
+            engine.evaluate(engine_facts, facts.unknown)
+            rule_cost[name].append((time.perf_counter() - e0) * 1e6)
+    figures = {stage: round(statistics.median(v), 1) for stage, v in timings.items()}
+    figures["decision_log_enqueue"] = _decision_log_cost(runtime, service, request)
+    figures["engine_us"] = {name: round(statistics.median(v), 1) for name, v in rule_cost.items()}
+    for engine in engines.values():
+        engine.close()
+    runtime.close()
+    return figures
+
+
+def _decision_log_cost(runtime: Any, service: Any, request: dict[str, Any], runs: int = 200) -> float | None:
+    """Cost on the request path of handing a record to the decision log (writing happens off it)."""
+    from cds_service.offline import evaluate_document
+
+    evaluation = evaluate_document(runtime, request)
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runtime.decision_log.record_decision(evaluation)
+        samples.append((time.perf_counter() - t0) * 1e6)
+    return round(statistics.median(samples), 1)
+
+
+def profile_large_chart(request: dict[str, Any], out: Path, runs: int = 300) -> str:
+    """Where time goes for the large chart through the whole ASGI app (pyinstrument)."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return "pyinstrument not installed"
+    from fastapi.testclient import TestClient
+
+    from cds_service.app import create_app
+    from cds_service.settings import Settings
+
+    app = create_app(Settings(auth_mode="off", database_url=f"sqlite:///{out.parent / 'profile.db'}"))
+    body = json.dumps(request)
+    with TestClient(app) as client:
+        client.post(f"/cds-services/{SERVICE_ID}", content=body, headers={"content-type": "application/json"})
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        for _ in range(runs):
+            client.post(f"/cds-services/{SERVICE_ID}", content=body, headers={"content-type": "application/json"})
+        profiler.stop()
+    text = profiler.output_text(unicode=False, color=False, show_all=False)
+    out.write_text(text)
+    return str(out)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
+    parser.add_argument("--memory-requests", type=int, default=100_000, help="requests for the RSS check (0 skips it)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="typical and large chart only")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="cds-bench-"))
+    cases = outcome_requests()
+    if args.quick:
+        cases = {"typical (start-oral-iron)": typical_request()}
+    cases["large chart (300 obs, 50 cond, 40 meds)"] = large_chart_request()
+    bodies = {}
+    for index, (name, request) in enumerate(cases.items()):
+        path = workdir / f"case{index}.json"
+        path.write_text(json.dumps(request))
+        bodies[name] = path
+
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "tool": "wrk" if shutil.which("wrk") else "asyncio"},
+        "workers": args.workers,
+        "cases": {},
+    }
+    baseline, service = start_servers(workdir, args.workers)
+    results["startup_s"] = {"baseline": round(baseline.startup_s, 3), "service": round(service.startup_s, 3)}
+    try:
+        for name, path in bodies.items():
+            results["cases"][name] = {"body_bytes": path.stat().st_size}
+            for connections in (1, 8):
+                for server in (baseline, service):
+                    load(server.url, path, connections, 1.0)  # warm-up
+                figures = {server.name: load(server.url, path, connections, args.seconds) for server in (baseline, service)}
+                b, s = figures["baseline"], figures["service"]
+                results["cases"][name][f"c{connections}"] = {
+                    "baseline": asdict(b),
+                    "service": asdict(s),
+                    "throughput_ratio": round(s.rps / b.rps, 3),
+                    "p50_ratio": round(s.p50_ms / b.p50_ms, 3),
+                    "p99_ratio": round(s.p99_ms / b.p99_ms, 3),
+                }
+                print(
+                    f"{name:42s} c={connections}  baseline {b.rps:8.0f} rps p50 {b.p50_ms:6.2f} p99 {b.p99_ms:6.2f} | "
+                    f"service {s.rps:8.0f} rps p50 {s.p50_ms:6.2f} p99 {s.p99_ms:6.2f} | "
+                    f"ratio rps {s.rps / b.rps:5.2f} p99 {s.p99_ms / b.p99_ms:5.2f}  errors {s.errors}",
+                    flush=True,
+                )
+        if args.memory_requests:
+            results["memory"] = memory_check(service, bodies[next(iter(cases))], args.memory_requests)
+            print(f"memory: {results['memory']}", flush=True)
+    finally:
+        baseline.stop()
+        service.stop()
+
+    large = large_chart_request()
+    results["stages_us"] = {"typical": stage_figures(typical_request()), "large_chart": stage_figures(large)}
+    print(f"in-process stages (median us): {json.dumps(results['stages_us'])}", flush=True)
+    results["profile"] = profile_large_chart(large, ROOT / "bench" / "profile.txt")
+    results["targets"] = check_targets(results)
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["targets"], indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def memory_check(service: Server, body: Path, requests: int) -> dict[str, Any]:
+    """RSS after a warm-up and after `requests` more at 8 connections: flat within 10 %."""
+    load(service.url, body, 8, 3.0)
+    before = service.rss_kb()
+    probe = load(service.url, body, 8, 3.0)
+    seconds = max(5.0, requests / max(probe.rps, 1.0) * 1.05)
+    done = probe.requests + load(service.url, body, 8, seconds).requests
+    after = service.rss_kb()
+    return {"requests": done, "rss_before_kb": before, "rss_after_kb": after, "growth": round(after / before - 1, 4)}
+
+
+def check_targets(results: dict[str, Any]) -> dict[str, Any]:
+    typical = results["cases"].get("typical (start-oral-iron)", {})
+    large = next((v for k, v in results["cases"].items() if k.startswith("large chart")), {})
+    targets: dict[str, Any] = {}
+    if typical:
+        targets["typical_throughput_c8_ratio>=0.5"] = typical["c8"]["throughput_ratio"]
+        targets["typical_p99_c8_ratio<=2"] = typical["c8"]["p99_ratio"]
+        targets["typical_single_client_p50_ms<5"] = typical["c1"]["service"]["p50_ms"]
+    if large:
+        targets["large_throughput_c8_ratio>=0.25"] = large["c8"]["throughput_ratio"]
+    if "memory" in results:
+        targets["rss_growth<=0.10"] = results["memory"]["growth"]
+    targets["startup_s<2"] = results["startup_s"]["service"]
+    passed = {
+        "typical_throughput_c8_ratio>=0.5": lambda v: v >= 0.5,
+        "typical_p99_c8_ratio<=2": lambda v: v <= 2,
+        "typical_single_client_p50_ms<5": lambda v: v < 5,
+        "large_throughput_c8_ratio>=0.25": lambda v: v >= 0.25,
+        "rss_growth<=0.10": lambda v: v <= 0.10,
+        "startup_s<2": lambda v: v < 2,
+    }
+    return {k: {"value": v, "met": passed[k](v)} for k, v in targets.items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
