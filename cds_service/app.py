@@ -15,6 +15,7 @@ from cds_service import __version__
 from cds_service.api import router
 from cds_service.routes import catalog, ops, ui
 from cds_service.errors import CDSError
+from cds_service.fhir_client import close_shared
 from cds_service.limits import BodySizeLimit
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings, get_settings
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await runtime.decision_log.stop()
+            await close_shared(runtime)
             runtime.close()
 
     app = FastAPI(

@@ -1,21 +1,36 @@
-"""Prefetch: find the FHIR resources of one request, wherever the EHR put them.
+"""Prefetch: find the FHIR resources of one request, wherever the EHR put them, and fetch the rest.
 
 Resources are recognised by `resourceType`: a Bundle under any key (its entries are read), or a
 single resource. A key present with `null` means no data. A key holding an OperationOutcome
-means the data is unknown. A key that is absent counts as no data in this foundation version.
+means the data is unknown. A key of the service's templates that is absent is fetched from
+`fhirServer` (all keys concurrently, within CDS_FHIR_TOTAL_TIMEOUT); when it cannot be obtained
+the request fails with 412 (`PrefetchFailed`) rather than being answered on partial data.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import quote
 
-from typing import TYPE_CHECKING
+import httpx
 
+from cds_service import metrics
+from cds_service.errors import PrefetchFailed
+from cds_service.fhir_client import EntryBudget, FetchError, FhirClient, Origin, base_url, shared_client
 from cds_service.models import CDSRequest
 
 if TYPE_CHECKING:
     from cds_service.runtime import Runtime
+
+log = logging.getLogger("cds_service.prefetch")
+
+PATIENT_TOKEN = "{{context.patientId}}"
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+READ = re.compile(r"([A-Z][A-Za-z]+)/" + re.escape(PATIENT_TOKEN))
 
 
 @dataclass
@@ -27,6 +42,20 @@ class PrefetchData:
     missing_keys: set[str] = field(default_factory=set)
     full_urls: dict[str, str] = field(default_factory=dict)
     """Bundle entry fullUrl -> "Type/id", to resolve `urn:uuid:` and absolute references."""
+    fetched_keys: set[str] = field(default_factory=set)
+    """Keys that were absent from `prefetch` and were fetched from `fhirServer`."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why one prefetch key could not be obtained: the body of a 412, a metrics label, a log line."""
+
+    key: str
+    reason: str
+    message: str
+
+    def detail(self) -> dict[str, str]:
+        return {"key": self.key, "reason": self.reason, "message": self.message}
 
 
 def resources_in(value: Any, full_urls: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -56,10 +85,9 @@ def resources_in(value: Any, full_urls: dict[str, str] | None = None) -> list[di
     return []
 
 
-def collect(request: CDSRequest, templates: dict[str, str]) -> PrefetchData:
-    """Resources from `prefetch`, without any fetch."""
+def collect_values(prefetch: Mapping[str, Any], templates: Mapping[str, str]) -> PrefetchData:
+    """Resources from a prefetch mapping (key -> resource, Bundle, OperationOutcome or null)."""
     data = PrefetchData()
-    prefetch = request.prefetch or {}
     for key in templates:
         if key not in prefetch:
             data.missing_keys.add(key)
@@ -73,11 +101,106 @@ def collect(request: CDSRequest, templates: dict[str, str]) -> PrefetchData:
     return data
 
 
+def collect(request: CDSRequest, templates: dict[str, str]) -> PrefetchData:
+    """Resources from `prefetch`, without any fetch (absent keys are listed in `missing_keys`)."""
+    return collect_values(request.prefetch or {}, templates)
+
+
 async def gather(request: CDSRequest, runtime: "Runtime") -> PrefetchData:
-    """All the data of one request: prefetch, then (later) the FHIR server for missing keys."""
+    """All the data of one request: `prefetch`, then `fhirServer` for the keys that are absent.
+
+    Every key of the templates is needed (the rules read all of them), so a key that can be
+    neither found nor fetched raises PrefetchFailed (412) naming the key and the reason.
+    """
     from cds_service.services import prefetch_templates
 
-    return collect(request, prefetch_templates())
+    templates = prefetch_templates()
+    data = collect(request, templates)
+    if not data.missing_keys:
+        return data
+    missing = sorted(data.missing_keys)
+    if not request.fhirServer:
+        raise _failed([Failure(k, "no-fhir-server", "absent from prefetch and no fhirServer to fetch it from") for k in missing], host=None)
+    fetched = await fetch_keys(request, runtime, {k: templates[k] for k in missing})
+    merged = dict(request.prefetch or {})
+    merged.update(fetched)
+    result = collect_values(merged, templates)
+    result.fetched_keys = set(fetched)
+    return result
+
+
+async def fetch_keys(request: CDSRequest, runtime: "Runtime", queries: Mapping[str, str]) -> dict[str, Any]:
+    """Fetch each key's query from `fhirServer`, concurrently, within the total time budget."""
+    settings = runtime.settings
+    try:
+        base = base_url(request.fhirServer or "")
+    except FetchError as exc:
+        raise _failed([Failure(k, exc.reason, exc.message) for k in queries], host=None) from None
+    origin = Origin.of(base)
+    token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+    client = shared_client(runtime)
+    budget = EntryBudget(settings.max_bundle_entries)
+    patient_id = request.context.patientId
+    tasks = {
+        key: asyncio.create_task(_fetch_one(client, base, origin, token, query, patient_id, budget), name=f"prefetch-{key}")
+        for key, query in queries.items()
+    }
+    done, pending = await asyncio.wait(tasks.values(), timeout=settings.fhir_total_timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    fetched: dict[str, Any] = {}
+    failures: list[Failure] = []
+    for key, task in tasks.items():
+        if task not in done:
+            failures.append(Failure(key, "timeout", f"not obtained within {settings.fhir_total_timeout:g} s"))
+            continue
+        exc = task.exception()
+        if isinstance(exc, FetchError):
+            failures.append(Failure(key, exc.reason, exc.message))
+        elif exc is not None:
+            log.error("unexpected prefetch error", extra={"key": key, "host": origin.host, "error": type(exc).__name__})
+            failures.append(Failure(key, "error", "unexpected error while fetching"))
+        else:
+            fetched[key] = task.result()
+    if failures:
+        raise _failed(failures, host=origin.host)
+    log.info("prefetch keys fetched", extra={"keys": sorted(fetched), "host": origin.host})
+    return fetched
+
+
+async def _fetch_one(
+    client: FhirClient, base: httpx.URL, origin: Origin, token: str | None, query: str, patient_id: str, budget: EntryBudget
+) -> dict[str, Any]:
+    """One key: a read (`Type/{{context.patientId}}`) or a search with all its pages."""
+    read = READ.fullmatch(query)
+    if read:
+        if not FHIR_ID.fullmatch(patient_id) or set(patient_id) == {"."}:
+            raise FetchError("invalid-patient-id", "context.patientId is not a FHIR id: cannot read the resource")
+        resource = await client.read(_url(base, query, patient_id), origin, token)
+        if resource.get("resourceType") != read.group(1) or resource.get("id") != patient_id:
+            raise FetchError("unexpected-resource", f"the read did not return {read.group(1)}/{{context.patientId}}")
+        return resource
+    return await client.search(_url(base, query, patient_id), origin, token, budget)
+
+
+def _url(base: httpx.URL, query: str, patient_id: str) -> httpx.URL:
+    """The template's query on `base`, with the patient id URL-encoded."""
+    path = query.replace(PATIENT_TOKEN, quote(patient_id, safe=""))
+    if "{{" in path:
+        raise FetchError("unresolvable-template", "the prefetch template has a token this service cannot fill")
+    return httpx.URL(f"{base}/{path}")
+
+
+def _failed(failures: list[Failure], host: str | None) -> PrefetchFailed:
+    """Count, log (key, reason, host only) and build the 412 for these failures."""
+    for failure in failures:
+        metrics.FHIR_FETCH_FAILURES.labels(failure.key, failure.reason).inc()
+        log.warning("prefetch key not obtained", extra={"key": failure.key, "reason": failure.reason, "host": host})
+    details = [f.detail() for f in failures]
+    return PrefetchFailed(details[0] if len(details) == 1 else details)
 
 
 def draft_orders(request: CDSRequest) -> list[dict[str, Any]]:
