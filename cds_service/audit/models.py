@@ -1,0 +1,85 @@
+"""The decision-log tables (SQLAlchemy 2 Core). Migrations in `migrations/` create them; keep both in step.
+
+- `decisions`: one row per invocation (200 with cards or none, or an error after parsing).
+- `decision_cards`: the cards of a decision, indexed by card uuid so feedback finds its decision.
+- `decision_rules`: the fired rules of a decision with the (banded) facts each matched.
+- `feedback`: one row per feedback item, linked to its decision when the card uuid is known.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="decision id, also in the response extension"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("service_id", String(128), nullable=False),
+    Column("hook", String(64), nullable=False),
+    Column("hook_instance", String(256), nullable=False),
+    Column("patient_key", String(64), nullable=False, comment="HMAC-SHA256 of the patient id"),
+    Column("patient_id", String(256), nullable=True, comment="PHI mode only"),
+    Column("ruleset_version", String(64), nullable=True),
+    Column("profile", String(64), nullable=True),
+    Column("engine", String(32), nullable=True),
+    Column("status", Integer, nullable=False, comment="HTTP status of the answer"),
+    Column("error", String(64), nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Column("detail", JSON, nullable=False, comment="silent rules, excluded resources, notes, unknown data"),
+    Column("phi", JSON, nullable=True, comment="PHI mode only: fact values"),
+    Index("ix_decisions_created_at", "created_at"),
+    Index("ix_decisions_hook_instance", "hook_instance"),
+    Index("ix_decisions_patient_key", "patient_key"),
+)
+
+decision_cards = Table(
+    "decision_cards",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(64), ForeignKey("decisions.id", ondelete="CASCADE"), nullable=False),
+    Column("card_uuid", String(128), nullable=False),
+    Column("outcome", String(64), nullable=True),
+    Column("indicator", String(16), nullable=True),
+    Column("summary", Text, nullable=True, comment="PHI mode only"),
+    Index("ix_decision_cards_card_uuid", "card_uuid"),
+    Index("ix_decision_cards_decision_id", "decision_id"),
+    Index("ix_decision_cards_outcome", "outcome"),
+)
+
+decision_rules = Table(
+    "decision_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(64), ForeignKey("decisions.id", ondelete="CASCADE"), nullable=False),
+    Column("rule_id", String(128), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("facts", JSON, nullable=False, comment="fact type -> sources and banded values"),
+    Index("ix_decision_rules_decision_id", "decision_id"),
+    Index("ix_decision_rules_rule_id", "rule_id"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("service_id", String(128), nullable=False),
+    Column("card_uuid", String(128), nullable=False),
+    Column("decision_id", String(64), nullable=True, comment="the decision that returned this card, when known"),
+    Column("linked", Boolean, nullable=False, comment="false: no decision returned this card uuid"),
+    Column("card_outcome", String(64), nullable=True),
+    Column("outcome", String(16), nullable=False, comment="accepted or overridden"),
+    Column("outcome_timestamp", String(64), nullable=True),
+    Column("override_code", String(128), nullable=True),
+    Column("override_system", String(256), nullable=True),
+    Column("override_display", String(256), nullable=True),
+    Column("accepted_suggestions", JSON, nullable=False),
+    Column("user_comment", Text, nullable=True, comment="PHI mode only"),
+    Index("ix_feedback_card_uuid", "card_uuid"),
+    Index("ix_feedback_received_at", "received_at"),
+    Index("ix_feedback_decision_id", "decision_id"),
+)
