@@ -1,72 +1,109 @@
-"""`cds-service evaluate`: run the pipeline on a file, offline, and print the cards."""
+"""`cds-service evaluate`: run the pipeline on a file, offline, and print the cards and why."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds_service.offline import InputError, evaluate_document, load_json
+from cds_service.offline import InputError, evaluate_document, load_json, parse_now, read_drafts, response_body
+
+INDICATOR_STYLE = {"info": "blue", "warning": "yellow", "critical": "bold red"}
 
 
-def _parse_now(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InputError(f"--now must be an ISO date or date-time, not {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+def _facts_text(facts: dict[str, list[str]]) -> str:
+    """`ferritin: Observation/obs-1` lines: which resources each matched fact came from."""
+    return "\n".join(f"{fact}: {', '.join(sources) or '-'}" for fact, sources in facts.items()) or "-"
+
+
+def print_cards(console: Console, evaluation: Any) -> None:
+    table = Table(title=f"{evaluation.service.id} ({evaluation.service.profile}), as of {evaluation.now.date()}: {len(evaluation.cards)} card(s)")
+    for column in ("indicator", "outcome", "summary", "suggestions"):
+        table.add_column(column, overflow="fold")
+    for card in evaluation.cards:
+        style = INDICATOR_STYLE.get(card.indicator, "")
+        table.add_row(
+            f"[{style}]{card.indicator}[/{style}]" if style else card.indicator,
+            card.source.topic.code if card.source.topic else "",
+            card.summary,
+            "\n".join(s.label for s in card.suggestions or []) or "-",
+        )
+    console.print(table)
+    if not evaluation.cards:
+        console.print("No card: nothing to advise for this chart (see --explain for why).")
+
+
+def print_trace(console: Console, trace: dict[str, Any]) -> None:
+    """The decision trace as tables: fired rules, silent rules, excluded resources, notes."""
+    console.print(f"[bold]Decision trace[/bold] {trace['decision_id']}  engine {trace['engine']}, rule set {trace['ruleset_version']}")
+    fired = Table(title="Fired rules", title_justify="left")
+    for column in ("rule", "outcome", "facts used (resources)"):
+        fired.add_column(column, overflow="fold")
+    for item in trace["fired"]:
+        fired.add_row(item["rule"], item["outcome"], _facts_text(item.get("facts", {})))
+    console.print(fired if trace["fired"] else "[bold]Fired rules[/bold]: none")
+    silent = Table(title="Silent rules (first unmet condition)", title_justify="left")
+    for column in ("rule", "why not"):
+        silent.add_column(column, overflow="fold")
+    for item in trace["silent"]:
+        silent.add_row(item["rule"], str(item["why"]))
+    console.print(silent if trace["silent"] else "[bold]Silent rules[/bold]: none")
+    excluded = Table(title="Excluded resources", title_justify="left")
+    for column in ("resource", "reason"):
+        excluded.add_column(column, overflow="fold")
+    for item in trace["excluded"]:
+        excluded.add_row(item["resource"], item["reason"])
+    console.print(excluded if trace["excluded"] else "[bold]Excluded resources[/bold]: none")
+    if trace.get("unknown"):
+        console.print(f"[bold]Unknown facts[/bold] (data could not be obtained): {', '.join(trace['unknown'])}")
+    for note in trace.get("notes", []):
+        console.print(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def evaluate(
-        file: Path = typer.Argument(..., help="a CDS Hooks request or a FHIR Bundle (JSON)"),
-        hook: str = typer.Option(None, help="patient-view, order-select or order-sign (for a Bundle)"),
-        patient: str = typer.Option(None, help="patient id (for a Bundle with several patients)"),
-        profile: str = typer.Option(None, help="rule profile (article, aasm-2024)"),
-        now: str = typer.Option(None, help="evaluate as of this date (ISO 8601)"),
-        as_json: bool = typer.Option(False, "--json", help="print the raw CDS Hooks response"),
-        explain: bool = typer.Option(False, help="print the decision trace"),
+        file: Path = typer.Argument(..., help="a CDS Hooks request, or a FHIR Bundle (collection, transaction or searchset)"),
+        hook: str = typer.Option(None, help="for a Bundle: patient-view (default), order-select or order-sign"),
+        patient: str = typer.Option(None, help="for a Bundle with several patients: the patient id"),
+        profile: str = typer.Option(None, help="rule profile (article, aasm-2024) or service id; default article"),
+        now: str = typer.Option(None, help="evaluate as of this date or date-time (ISO 8601, UTC); default now"),
+        draft: list[Path] = typer.Option(None, help="draft order file (resource, Bundle or list) for order hooks; repeatable"),
+        as_json: bool = typer.Option(False, "--json", help="print the CDS Hooks response as JSON (with the trace under --explain)"),
+        explain: bool = typer.Option(False, "--explain", help="print the decision trace: fired rules, facts, silent rules, exclusions"),
     ) -> None:
-        """Evaluate a request or Bundle in-process and print the cards."""
+        """Evaluate a chart or a request in-process (no server, no FHIR fetch) and print the cards.
+
+        Exit codes: 0 evaluated (with or without cards), 2 bad input.
+        """
         from cds_service.runtime import build_runtime
         from cds_service.settings import Settings
 
-        console = Console()
         try:
+            when = parse_now(now)
+            document = load_json(file)
+            drafts = [d for path in draft for d in read_drafts(load_json(path))] if draft else None
             runtime = build_runtime(Settings(auth_mode="off"))
-            evaluation = evaluate_document(runtime, load_json(file), hook=hook, patient_id=patient, profile=profile, now=_parse_now(now))
+            try:
+                evaluation = evaluate_document(
+                    runtime, document, hook=hook, patient_id=patient, profile=profile, now=when, draft_orders=drafts
+                )
+            finally:
+                runtime.close()
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
         if as_json:
-            body = {"cards": [c.model_dump(exclude_none=True) for c in evaluation.cards]}
+            body = response_body(evaluation)
             if explain:
                 body["trace"] = evaluation.trace()
             typer.echo(json.dumps(body, indent=2))
             return
-        table = Table(title=f"{evaluation.service.id}: {len(evaluation.cards)} card(s)")
-        for column in ("indicator", "outcome", "summary"):
-            table.add_column(column)
-        for card in evaluation.cards:
-            table.add_row(card.indicator, card.source.topic.code if card.source.topic else "", card.summary)
-        console.print(table)
+        console = Console()
+        print_cards(console, evaluation)
         if explain:
-            trace = evaluation.trace()
-            console.print("[bold]Fired rules[/bold]")
-            for fired in trace["fired"]:
-                console.print(f"  {fired['rule']} -> {fired['outcome']}  facts: {fired['facts']}")
-            console.print("[bold]Silent rules[/bold]")
-            for silent in trace["silent"]:
-                console.print(f"  {silent['rule']}: {silent['why']}")
-            console.print("[bold]Excluded resources[/bold]")
-            for excluded in trace["excluded"]:
-                console.print(f"  {excluded['resource']}: {excluded['reason']}")
-            for note in trace["notes"]:
-                console.print(f"  note: {note}")
+            print_trace(console, evaluation.trace())
