@@ -11,6 +11,7 @@ from cds_service import metrics, pipeline, prefetch
 from cds_service.auth import verify_caller
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.fastjson import OrjsonResponse, OrjsonRoute
+from cds_service.logging_setup import bind
 from cds_service.models import CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback
 from cds_service.runtime import Runtime
 from cds_service.services import Service
@@ -70,8 +71,10 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
         )
     except CDSError as exc:
         metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()
+        failure_id = str(uuid.uuid4())
+        bind(decision_id=failure_id, error=exc.code)
         runtime.decision_log.record_failure(
-            decision_id=str(uuid.uuid4()),
+            decision_id=failure_id,
             service_id=service_id,
             hook=body.hook,
             hook_instance=body.hookInstance,
@@ -82,6 +85,7 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         raise
+    bind(decision_id=evaluation.decision_id, rules=[f.rule.id for f in evaluation.result.fired])
     runtime.decision_log.record_decision(evaluation)
     metrics.REQUESTS.labels(service_id, "200").inc()
     metrics.LATENCY.labels(service_id).observe(time.perf_counter() - started)

@@ -9,22 +9,30 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
+from cds_service.access import AccessLog
 from cds_service.api import router
+from cds_service.auth import build_verifier
 from cds_service.routes import catalog, ops, ui
-from cds_service.errors import CDSError
+from cds_service.errors import CDSError, Unauthorized
 from cds_service.fhir_client import close_shared
-from cds_service.limits import BodySizeLimit
+from cds_service.limits import BodySizeLimit, JsonLimits, SecurityHeaders
+from cds_service.logging_setup import configure_logging
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings, get_settings
 
 log = logging.getLogger("cds_service")
 
 
-def _error(status: int, code: str, detail: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "detail": detail})
+def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "detail": detail}, headers=headers)
+
+
+HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -33,17 +41,22 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application. Raises StartupRefused (cds_service.auth) on an unsafe security configuration."""
     settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    verifier = build_verifier(settings)
     runtime = build_runtime(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.effective_auth_mode == "off":
-            log.warning("JWT verification is OFF (development mode): do not expose this process")
+            log.warning("JWT verification is OFF: do not expose this process")
         await runtime.decision_log.start()
+        app.state.accepting = True
         try:
             yield
         finally:
+            app.state.accepting = False  # /readyz turns 503 while in-flight requests finish
             await runtime.decision_log.stop()
             await close_shared(runtime)
             runtime.close()
@@ -56,24 +69,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.settings = settings
+    app.state.verifier = verifier
+    app.state.accepting = False
 
     @app.exception_handler(CDSError)
     async def _cds_error(request: Request, exc: CDSError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.detail)
+        headers = {"WWW-Authenticate": 'Bearer realm="cds-hooks"'} if isinstance(exc, Unauthorized) else None
+        return _error(exc.status_code, exc.code, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(400, "invalid-request", _validation_detail(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http-error")
+        return _error(exc.status_code, code, exc.detail, dict(exc.headers) if exc.headers else None)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", extra={"path": request.url.path})
+        # Type and place only: exception messages and tracebacks can carry patient data.
+        log.error("unexpected error", extra={"exc_type": type(exc).__name__})
         return _error(500, "internal-error", "the service could not answer; the error was logged")
 
     app.include_router(router)
     app.include_router(ops.router)
     app.include_router(catalog.router)
     app.include_router(ui.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    # Added innermost first: AccessLog ends up outermost, so it sees every answer.
+    app.add_middleware(JsonLimits, max_depth=settings.max_json_depth, max_entries=settings.max_bundle_entries)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     origins = settings.cors_origin_list
     if origins:
@@ -81,6 +107,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+            max_age=600,
         )
+    app.add_middleware(SecurityHeaders, hsts=(settings.public_url or "").startswith("https://"))
+    app.add_middleware(AccessLog, services=set(runtime.services))
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, saying what the service really answers: 400 (not 422) with ErrorBody."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = {"description": "invalid request", "content": {"application/json": {"schema": error_ref}}}
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+    app.openapi_schema = schema
+    return schema

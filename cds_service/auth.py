@@ -1,14 +1,238 @@
 """Authentication of the calling EHR (CDS Hooks 2.0 security): the bearer JWT.
 
-Foundation version: verification is off (development mode). The security issue implements
-JWT verification behind the same dependency.
+Every CDS call and feedback carries `Authorization: Bearer <JWT>` signed by the EHR. It is
+accepted only when: the algorithm is asymmetric (ES*, RS*, PS*; never `none` or HS*), `iss` is a
+trusted client, the key is that client's (by `kid`), the signature verifies, `aud` is this
+service's URL, `exp`/`iat` are present and valid (small clock skew), and `jti` has not been seen
+within the token's lifetime. The 401 says as little as possible; the log says why (never the
+token itself).
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jwt
 from fastapi import Request
+
+from cds_service.errors import Unauthorized
+from cds_service.settings import Settings
+from cds_service.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
+
+log = logging.getLogger("cds_service.auth")
+
+ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+EC_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+MAX_TOKEN_BYTES = 16 * 1024
+MAX_LIFETIME_SECONDS = 3600
+"""Tokens valid for longer are refused: CDS Hooks asks for minutes, and it bounds the replay cache."""
+REPLAY_CACHE_MAX = 200_000
+
+# What the client is told: deliberately coarse.
+MISSING = "bearer token required"
+MALFORMED = "bearer token is malformed"
+NOT_ACCEPTED = "bearer token not accepted"
+EXPIRED = "bearer token expired or not yet valid"
+WRONG_AUDIENCE = "bearer token audience does not match this service"
+REPLAYED = "bearer token already used"
+
+
+class StartupRefused(RuntimeError):
+    """The security configuration is unsafe or incomplete: the service does not start."""
+
+
+class AuthFailure(Unauthorized):
+    """A rejected token: `detail` goes to the client, `reason` only to the log."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class ReplayCache:
+    """Seen `jti`s per issuer until their token expires. In-memory: one process only.
+
+    Several replicas or workers need a shared cache (e.g. Redis SET NX with expiry) for the
+    replay check to hold across them; see docs/security.md.
+    """
+
+    def __init__(self, max_entries: int = REPLAY_CACHE_MAX, clock: Callable[[], float] = time.time) -> None:
+        self.max_entries = max_entries
+        self.clock = clock
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, tuple[str, str]]] = []
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def add_if_new(self, iss: str, jti: str, expires_at: float) -> bool:
+        """Remember the jti; False when it was already seen and has not expired."""
+        now = self.clock()
+        self._purge(now)
+        key = (iss, jti)
+        if key in self._expiry:
+            return False
+        while len(self._expiry) >= self.max_entries:
+            _, oldest = heapq.heappop(self._heap)
+            if self._expiry.pop(oldest, None) is not None:
+                log.warning("replay cache full: evicted the entry closest to expiry")
+        self._expiry[key] = expires_at
+        heapq.heappush(self._heap, (expires_at, key))
+        return True
+
+    def _purge(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            expires_at, key = heapq.heappop(self._heap)
+            if self._expiry.get(key) == expires_at:
+                del self._expiry[key]
+
+
+@dataclass
+class JWTVerifier:
+    """Verifies CDS Hooks client JWTs against the trusted clients."""
+
+    clients: dict[str, TrustedClient]
+    keys: KeyStore
+    replay: ReplayCache
+    skew: int
+    clock: Callable[[], float] = time.time
+
+    async def verify(self, token: str, audience: str) -> dict[str, Any]:
+        """The verified claims, or AuthFailure."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise AuthFailure(MALFORMED, "token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise AuthFailure(MALFORMED, f"undecodable token ({type(exc).__name__})") from None
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise AuthFailure(NOT_ACCEPTED, f"algorithm {str(alg)[:16]!r} not allowed")
+        iss = claims.get("iss")
+        client = self.clients.get(iss) if isinstance(iss, str) else None
+        if client is None:
+            raise AuthFailure(NOT_ACCEPTED, "issuer not trusted")
+        kid, jku = header.get("kid"), header.get("jku")
+        if not isinstance(kid, str) or not kid or (jku is not None and not isinstance(jku, str)):
+            raise AuthFailure(NOT_ACCEPTED, f"no usable kid/jku in header (iss {iss})")
+        jwk = await self.keys.find(client, kid, jku)
+        if jwk is None:
+            raise AuthFailure(NOT_ACCEPTED, f"unknown key for issuer {iss}")
+        key = _public_key(jwk, alg, iss)
+        try:
+            verified = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=audience,
+                issuer=iss,
+                leeway=self.skew,
+                options={"require": list(REQUIRED_CLAIMS), "verify_iat": True},
+            )
+        except jwt.InvalidAudienceError:
+            raise AuthFailure(WRONG_AUDIENCE, f"audience mismatch (iss {iss})") from None
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):
+            raise AuthFailure(EXPIRED, f"expired or issued in the future (iss {iss})") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthFailure(NOT_ACCEPTED, f"missing claim {exc.claim} (iss {iss})") from None
+        except jwt.PyJWTError as exc:
+            raise AuthFailure(NOT_ACCEPTED, f"{type(exc).__name__} (iss {iss})") from None
+        return self._check_lifetime_and_replay(verified, iss)
+
+    def _check_lifetime_and_replay(self, claims: dict[str, Any], iss: str) -> dict[str, Any]:
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            raise AuthFailure(NOT_ACCEPTED, f"unusable jti (iss {iss})")
+        exp, iat = float(claims["exp"]), float(claims["iat"])
+        if exp - iat > MAX_LIFETIME_SECONDS:
+            raise AuthFailure(NOT_ACCEPTED, f"token lifetime over {MAX_LIFETIME_SECONDS}s (iss {iss})")
+        if not self.replay.add_if_new(iss, jti, exp + self.skew):
+            raise AuthFailure(REPLAYED, f"replayed jti (iss {iss})")
+        return claims
+
+
+def _public_key(jwk: dict[str, Any], alg: str, iss: str) -> jwt.PyJWK:
+    """The key for `alg`, refusing a JWK whose type, curve or declared `alg` does not fit."""
+    declared = jwk.get("alg")
+    kty = jwk.get("kty")
+    fits = (
+        (alg.startswith(("RS", "PS")) and kty == "RSA")
+        or (alg.startswith("ES") and kty == "EC" and jwk.get("crv") == EC_CURVE_OF[alg])
+    )
+    if not fits or (declared is not None and declared != alg):
+        raise AuthFailure(NOT_ACCEPTED, f"key does not fit algorithm {alg} (iss {iss})")
+    if jwk.get("use") not in (None, "sig"):
+        raise AuthFailure(NOT_ACCEPTED, f"key is not a signing key (iss {iss})")
+    try:
+        return jwt.PyJWK(jwk, algorithm=alg)
+    except jwt.PyJWTError:
+        raise AuthFailure(NOT_ACCEPTED, f"unusable key (iss {iss})") from None
+
+
+def check_startup(settings: Settings) -> None:
+    """Refuse unsafe configurations before serving anything (raises StartupRefused)."""
+    if settings.effective_auth_mode == "jwt":
+        if settings.trusted_clients is None:
+            raise StartupRefused(
+                "CDS_AUTH_MODE=jwt needs CDS_TRUSTED_CLIENTS (a YAML or JSON file listing the EHRs allowed to call); "
+                "see docs/security.md"
+            )
+        try:
+            load_trusted_clients(settings.trusted_clients)
+        except TrustedClientsError as exc:
+            raise StartupRefused(str(exc)) from None
+    elif not is_loopback_host(settings.host) and not settings.allow_insecure:
+        raise StartupRefused(
+            f"authentication is off (CDS_AUTH_MODE=off or development mode) but the service would listen on "
+            f"{settings.host}, which is not a loopback address; set CDS_AUTH_MODE=jwt with CDS_TRUSTED_CLIENTS, "
+            f"or CDS_ALLOW_INSECURE=true if you really mean it"
+        )
+
+
+def build_verifier(settings: Settings) -> JWTVerifier | None:
+    """The verifier for this process (None when auth is off). Raises StartupRefused."""
+    check_startup(settings)
+    if settings.effective_auth_mode != "jwt":
+        return None
+    assert settings.trusted_clients is not None
+    clients = load_trusted_clients(settings.trusted_clients)
+    log.info("JWT verification on", extra={"clients": len(clients)})
+    return JWTVerifier(clients, KeyStore(clients, ttl=settings.jwks_cache_seconds), ReplayCache(), settings.jwt_clock_skew_seconds)
+
+
+def expected_audience(request: Request, settings: Settings) -> str:
+    """This service's URL for the request: CDS_PUBLIC_URL + path, else the URL it came to."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/") + request.url.path
+    return str(request.url.replace(query="", fragment=""))
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise AuthFailure(MISSING, "no Authorization header")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise AuthFailure(MALFORMED, "Authorization header is not 'Bearer <token>'")
+    return token
 
 
 async def verify_caller(request: Request) -> None:
     """FastAPI dependency on every CDS call and feedback: raises Unauthorized when not acceptable."""
+    verifier: JWTVerifier | None = getattr(request.app.state, "verifier", None)
+    if verifier is None:
+        return None
+    try:
+        claims = await verifier.verify(bearer_token(request), expected_audience(request, request.app.state.settings))
+    except AuthFailure as exc:
+        log.warning("caller rejected", extra={"auth_reason": exc.reason})
+        raise
+    request.state.caller = claims.get("iss")
     return None

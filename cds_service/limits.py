@@ -1,10 +1,30 @@
-"""Request size limit as plain ASGI middleware: rejects before the body is buffered."""
+"""Hardening middleware (plain ASGI): body size, JSON shape limits and security headers.
+
+Each rejects before the application sees the request, with the service's JSON error body.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+async def send_json_error(send: Send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer with `{"error": code, "detail": detail}` from middleware."""
+    body = json.dumps({"error": code, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodySizeLimit:
@@ -23,28 +43,165 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
-        too_large = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, too_large
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    too_large = True
                     raise _TooLarge()
             return message
 
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
-            await self._reject(send)
+            if not started:
+                await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({"error": "payload-too-large", "detail": f"request body over {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json_error(send, 413, "payload-too-large", f"request body over {self.max_bytes} bytes")
 
 
 class _TooLarge(Exception):
     pass
+
+
+def json_shape(value: Any) -> tuple[int, int]:
+    """(nesting depth, number of Bundle entries anywhere in it), without recursion."""
+    max_depth = 0
+    entries = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            max_depth = max(max_depth, depth)
+            if node.get("resourceType") == "Bundle" and isinstance(node.get("entry"), list):
+                entries += len(node["entry"])
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
+        elif isinstance(node, list):
+            max_depth = max(max_depth, depth)
+            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return max_depth, entries
+
+
+class JsonLimits:
+    """400 for JSON nested deeper than `max_depth`; 413 for more than `max_entries` Bundle entries.
+
+    Counts entries of every Bundle in the body (prefetch, nested Bundles, draftOrders): a chart
+    that large would tie up a worker for seconds. Bodies that are not JSON pass through: the
+    route answers those with its own 400. The body (already bounded by BodySizeLimit) is
+    buffered once and replayed to the application.
+    """
+
+    def __init__(self, app: ASGIApp, max_depth: int, max_entries: int) -> None:
+        self.app = app
+        self.max_depth = max_depth
+        self.max_entries = max_entries
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = self._problem(body)
+        if problem is not None:
+            await send_json_error(send, *problem)
+            return
+        await self.app(scope, _replay([body], None, receive), send)
+
+    def _problem(self, body: bytes) -> tuple[int, str, str] | None:
+        if not body.strip():
+            return None
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            if "recursion" in str(exc).lower():
+                return 400, "json-too-deep", f"JSON nested deeper than {self.max_depth} levels"
+            return None
+        depth, entries = json_shape(value)
+        if depth > self.max_depth:
+            return 400, "json-too-deep", f"JSON nested deeper than {self.max_depth} levels"
+        if entries > self.max_entries:
+            return 413, "too-many-entries", f"more than {self.max_entries} Bundle entries in one request"
+        return None
+
+
+def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
+    """A receive that hands out the buffered body first, then defers to the real one."""
+    queue: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if chunks else []
+    if pending is not None:
+        queue.append(pending)
+
+    async def replayed() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replayed
+
+
+API_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# FastAPI's /docs and /redoc load their bundles from a CDN and start them with an inline script.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; font-src 'self' https://fonts.gstatic.com; "
+    "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    """Headers on every answer: no sniffing, no referrer, no framing, a CSP; no-store except /static."""
+
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP
+        added = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", csp.encode()),
+        ]
+        if self.hsts:
+            added.append((b"strict-transport-security", b"max-age=31536000"))
+        cacheable = path.startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {name.lower() for name, _ in headers}
+                headers.extend((name, value) for name, value in added if name not in present)
+                if not cacheable and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

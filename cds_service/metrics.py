@@ -16,3 +16,13 @@ FHIR_FETCH_FAILURES = Counter("cds_fhir_fetch_failures_total", "FHIR server fetc
 DECISION_LOG_BACKLOG = Gauge("cds_decision_log_backlog", "decision and feedback records waiting to be written")
 DECISION_LOG_FAILURES = Counter("cds_decision_log_write_failures_total", "failed attempts to write decision-log records")
 FEEDBACK = Counter("cds_feedback_total", "feedback items received", ["outcome"])
+
+# Every HTTP answer, counted by the access middleware (labels bounded: route template, known service or "-").
+HTTP_REQUESTS = Counter("cds_http_requests_total", "HTTP requests answered", ["method", "route", "service", "status"])
+HTTP_LATENCY = Histogram(
+    "cds_http_request_seconds",
+    "HTTP request latency, all answers (errors included), per route and service",
+    ["method", "route", "service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+AUTH_REJECTIONS = Counter("cds_auth_rejections_total", "CDS calls refused with 401", ["reason"])

@@ -1,0 +1,106 @@
+"""The outermost middleware: request id, one access log line and metrics per request, last-resort 500.
+
+The access line has method, route, status, duration, request id, service id and (when the
+route bound them) decision id and rules fired: never bodies, query strings, tokens or
+exception messages (they can hold patient data).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import traceback
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cds_service import metrics
+from cds_service.limits import send_json_error
+from cds_service.logging_setup import close_context, current_context, open_context
+
+log = logging.getLogger("cds_service.access")
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's X-Request-ID when it is a plain token, else a fresh one."""
+    for name, value in scope.get("headers") or []:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1").strip()
+            if REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+def _where(exc: BaseException) -> list[str]:
+    return [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)][-12:]
+
+
+class AccessLog:
+    """Request id in and out (X-Request-ID), access log, HTTP metrics, and a JSON 500 for escapes."""
+
+    def __init__(self, app: ASGIApp, services: set[str] | None = None) -> None:
+        self.app = app
+        self.services = services or set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        token = open_context(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                headers = [(n, v) for n, v in message.get("headers") or [] if n.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # the last line of defence: a JSON 500, no stack trace, no message
+            log.error("unhandled error", extra={"exc_type": type(exc).__name__, "exc_where": _where(exc)})
+            status = 500
+            if not response_started:
+                await send_json_error(
+                    send, 500, "internal-error", "the service could not answer; the error was logged",
+                    [(b"x-request-id", request_id.encode())],
+                )
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+            close_context(token)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None)
+        params: dict[str, Any] = scope.get("path_params") or {}
+        service = params.get("service_id")
+        service_label = service if service in self.services else "-"
+        method = scope.get("method", "")
+        route_label = route or "<unmatched>"
+        metrics.HTTP_REQUESTS.labels(method, route_label, service_label, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(method, route_label, service_label).observe(seconds)
+        fields: dict[str, Any] = {
+            "method": method,
+            "route": route_label,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        if route is not None:
+            fields["path"] = scope.get("path", "")[:200]
+        if service_label != "-":
+            fields["service"] = service_label
+        context = current_context()
+        fields = {k: v for k, v in fields.items() if k not in context}
+        level = logging.WARNING if status >= 500 else logging.INFO
+        log.log(level, "request", extra=fields)
