@@ -1,17 +1,57 @@
-"""Outcomes to CDS Hooks cards: one card per outcome, carrying its code in source.topic."""
+"""Fired rules + facts -> CDS Hooks cards a clinician reads in ten seconds.
+
+One card per outcome, its code in `source.topic`. The words come from `rules/cards.yaml`
+(data an auditor reads); this module decides only what the safety rules of
+clinical-logic.md section 3a make code-level decisions: which suggestions a card may carry
+(no adult dose for a child, no IV referral with an IV iron allergy or in pregnancy, no delete
+of a draft order, never a dopamine agonist), and in which order cards are returned.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
-from typing import Iterable
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Iterable, Mapping
 
+import yaml
+
+from cds_service import suggestions as fhir
+from cds_service.card_texts import CardTexts, OutcomeTexts, all_applicable, fill, first_applicable, load_card_texts
 from cds_service.engine import EngineResult, FiredRule
-from cds_service.engine.ruleset import RuleSet
-from cds_service.models import Card, Coding, Link, Source
+from cds_service.engine.ruleset import RULES_DIR, RuleSet
+from cds_service.models import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
 from fhir_mappings.facts import FactSet
+
+log = logging.getLogger(__name__)
 
 OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
 SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+SUMMARY_MAX = 139
+FACT_ORDER = ("ferritin", "tsat", "hemoglobin", "oral_iron", "iv_iron", "conditions", "allergies", "medications", "patient")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def build_cards(
+    result: EngineResult,
+    facts: FactSet,
+    ruleset: RuleSet,
+    base_url: str = "",
+    patient_id: str | None = None,
+    now: datetime | date | None = None,
+) -> list[Card]:
+    """Cards for the fired rules, sorted by severity (critical first) then outcome code."""
+    texts = load_card_texts()
+    today = _today(facts, now)
+    groups = _group(result.fired)
+    cards = [
+        CardBuilder(code, fired, facts, ruleset, texts, today, base_url, patient_id).card()
+        for code, fired in groups.items()
+    ]
+    cards.sort(key=lambda c: (-SEVERITY[c.indicator], c.source.topic.code if c.source.topic else ""))
+    return cards
 
 
 def _group(fired: Iterable[FiredRule]) -> dict[str, list[FiredRule]]:
@@ -21,25 +61,393 @@ def _group(fired: Iterable[FiredRule]) -> dict[str, list[FiredRule]]:
     return groups
 
 
-def build_cards(result: EngineResult, facts: FactSet, ruleset: RuleSet, base_url: str = "", patient_id: str | None = None) -> list[Card]:
-    cards: list[Card] = []
-    for code, fired in _group(result.fired).items():
-        outcome = ruleset.outcomes[code]
-        indicator = max((f.rule.indicator or outcome.indicator for f in fired), key=SEVERITY.__getitem__)
-        ferritin = facts.ferritin
-        used = f"Ferritin {ferritin.value_display} ({ferritin.date})" if ferritin.current else "No current ferritin"
-        detail = "\n".join(
-            [f"**{outcome.display}**", "", f"- {used}", ""]
-            + [f"- Rule `{f.rule.id}`: {f.rule.title}. Source: {f.rule.citation['text']}" for f in fired]
+def _today(facts: FactSet, now: datetime | date | None) -> date:
+    """The request's calendar date (UTC): from `now`, else from a dated fact, else the clock."""
+    if isinstance(now, datetime):
+        return (now.astimezone(timezone.utc) if now.tzinfo else now).date()
+    if isinstance(now, date):
+        return now
+    for record in (facts.ferritin, facts.hemoglobin, facts.tsat):
+        if record.current and record.date and record.days_ago is not None:
+            try:
+                return date.fromisoformat(record.date[:10]) + timedelta(days=record.days_ago)
+            except ValueError:
+                continue
+    return datetime.now(timezone.utc).date()
+
+
+def _num(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _names(items: Iterable[str]) -> str | None:
+    unique = list(dict.fromkeys(i for i in items if i))
+    return ", ".join(unique) if unique else None
+
+
+def _escape(value: str | None) -> str | None:
+    return None if value is None else _MARKDOWN_SPECIAL.sub(r"\\\1", value)
+
+
+def _date(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@lru_cache(maxsize=1)
+def _source_titles() -> dict[str, str]:
+    try:
+        document = yaml.safe_load((RULES_DIR / "sources.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {k: str(v.get("title", k)) for k, v in (document.get("sources") or {}).items() if isinstance(v, dict)}
+
+
+class CardBuilder:
+    """Everything one outcome's card needs, computed once."""
+
+    def __init__(self, code: str, fired: list[FiredRule], facts: FactSet, ruleset: RuleSet, texts: CardTexts, today: date, base_url: str, patient_id: str | None) -> None:
+        self.code = code
+        self.fired = sorted(fired, key=lambda f: (f.rule.reason or "~", f.rule.id))
+        self.facts = facts
+        self.ruleset = ruleset
+        self.texts = texts
+        self.today = today
+        self.base_url = base_url.rstrip("/")
+        self.patient_id = patient_id
+        self.params = ruleset.parameters
+        self.engine_facts = facts.to_engine()
+        self.reasons = {f.rule.reason for f in fired if f.rule.reason}
+        self.spec: OutcomeTexts | None = texts.outcomes.get(code)
+        self.course_start = self._course_start()
+        self.recheck = self._recheck_window()
+        self.values = self._values()
+
+    # -- values -----------------------------------------------------------------------------
+    def _course_start(self) -> date:
+        """Start of the oral iron course: the EHR's start, else today (a draft or a new start)."""
+        ev, oral = self.facts.evidence, self.facts.oral_iron
+        if oral.on_record:
+            if ev.oral_iron_start_date:
+                try:
+                    return date.fromisoformat(ev.oral_iron_start_date[:10])
+                except ValueError:
+                    pass
+            if oral.days is not None:
+                return self.today - timedelta(days=oral.days)
+        return self.today
+
+    def _recheck_window(self) -> tuple[date, date] | None:
+        first, last = self.params.get("recheck_window_start_days"), self.params.get("recheck_window_end_days")
+        if not isinstance(first, (int, float)) or not isinstance(last, (int, float)):
+            return None
+        return fhir.recheck_window(self.course_start, self.today, int(first), int(last))
+
+    def _values(self) -> dict[str, str | None]:
+        f, p, ev, texts = self.facts, self.params, self.facts.evidence, self.ruleset.texts
+        ferritin_low = _num(p.get("ferritin_low"))
+        iv_high = _num(p.get("ferritin_iv_only_high"))
+        oral_start = self._course_start() if f.oral_iron.on_record else None
+        return {
+            "ferritin": (f.ferritin.value_display or (f"{_num(f.ferritin.value_ug_per_l)} ug/L" if f.ferritin.value_ug_per_l is not None else None)) if f.ferritin.current else None,
+            "ferritin_date": f.ferritin.date if f.ferritin.current else None,
+            "tsat": (f.tsat.value_display or (f"{_num(f.tsat.value_pct)} %" if f.tsat.value_pct is not None else None)) if f.tsat.current else None,
+            "tsat_date": f.tsat.date if f.tsat.current else None,
+            "hb": (f.hemoglobin.value_display or (f"{_num(f.hemoglobin.value_g_dl)} g/dL" if f.hemoglobin.value_g_dl is not None else None)) if f.hemoglobin.current else None,
+            "hb_date": f.hemoglobin.date if f.hemoglobin.current else None,
+            "hb_threshold": _num(f.hemoglobin.threshold_g_dl),
+            "ferritin_low": ferritin_low,
+            "ferritin_threshold": texts.get("ferritin_threshold_text") or (f"{ferritin_low} ug/L" if ferritin_low else None),
+            "ferritin_overload": _num(p.get("ferritin_overload")),
+            "ferritin_iv_only_high": iv_high,
+            "adequate_above": iv_high or ferritin_low,
+            "tsat_low": _num(p.get("tsat_low")),
+            "tsat_overload": _num(p.get("tsat_overload")),
+            "ferritin_lookback_days": _num(p.get("ferritin_lookback_days")),
+            "tsat_lookback_days": _num(p.get("tsat_lookback_days")),
+            "oral_days": _num(f.oral_iron.days) if f.oral_iron.on_record else None,
+            "oral_start": _date(oral_start),
+            "oral_trial_days": _num(p.get("oral_trial_days")),
+            "oral_trial_text": texts.get("oral_trial_text") or (f"{_num(p.get('oral_trial_days'))} days of oral iron before judging it" if p.get("oral_trial_days") else None),
+            "recheck_start_days": _num(p.get("recheck_window_start_days")),
+            "recheck_end_days": _num(p.get("recheck_window_end_days")),
+            "recheck_from": _date(self.recheck[0]) if self.recheck else None,
+            "recheck_to": _date(self.recheck[1]) if self.recheck else None,
+            "iv_days_since": _num(f.iv_iron.days_since),
+            "iv_date": ev.iv_iron_date,
+            "iv_relief_days": _num(p.get("iv_relief_days")),
+            "iv_recheck_days": _num(p.get("iv_recheck_days")),
+            "preferred_iv_product": texts.get("preferred_iv_product") or "IV iron",
+            "dopamine_agonist_caution": texts.get("dopamine_agonist_caution") or None,
+            "aggravating_medications": _names(ev.aggravating_medication_names),
+            "dopamine_agonists": _names(ev.dopamine_agonist_names),
+            "iv_iron_allergies": _names(ev.iv_iron_allergy_names),
+            "oral_iron_intolerances": _names(ev.oral_iron_intolerance_names),
+            "age_years": _num(f.patient.age_years),
+        }
+
+    def _markdown_values(self) -> dict[str, str | None]:
+        return {k: _escape(v) for k, v in self.values.items()}
+
+    # -- card -------------------------------------------------------------------------------
+    def card(self) -> Card:
+        outcome = self.ruleset.outcomes.get(self.code)
+        display = outcome.display if outcome else self.code
+        default_indicator = outcome.indicator if outcome else "info"
+        indicator = max((f.rule.indicator or default_indicator for f in self.fired), key=SEVERITY.__getitem__)
+        suggestions = self.suggestions()
+        card = Card(
+            uuid=str(uuid.uuid4()),
+            summary=self.summary(display),
+            detail=self.detail(),
+            indicator=indicator,
+            source=Source(
+                label=self.ruleset.label,
+                url=f"{self.base_url}/rules/catalog" if self.base_url else None,
+                topic=Coding(system=OUTCOME_SYSTEM, code=self.code, display=display),
+            ),
+            suggestions=suggestions or None,
+            selectionBehavior=(("any" if len(suggestions) > 1 else "at-most-one") if suggestions else None),
+            overrideReasons=[
+                OverrideReason(code=c["code"], display=c.get("display"), system=self.texts.override_system or None)
+                for c in self.texts.override_codes
+            ]
+            or None,
+            links=self.links(),
         )
-        cards.append(
-            Card(
-                uuid=str(uuid.uuid4()),
-                summary=f"{outcome.display}: {used}"[:140],
-                detail=detail,
-                indicator=indicator,
-                source=Source(label=ruleset.label, topic=Coding(system=OUTCOME_SYSTEM, code=code, display=outcome.display)),
-                links=[Link(label=f"Rule {f.rule.id}", url=f"{base_url}/rules/catalog#{f.rule.id}") for f in fired],
-            )
-        )
-    return cards
+        log.debug("card %s from rules %s", self.code, [f.rule.id for f in self.fired])
+        return card
+
+    def summary(self, display: str) -> str:
+        text = None
+        if self.spec:
+            text = first_applicable(self.spec.summaries, self.values, self.engine_facts, self.params, self.reasons)
+        return _shorten(text or display)
+
+    def detail(self) -> str:
+        md = self._markdown_values()
+        common = self.texts.common
+        lines: list[str] = []
+        why = [self._reason_line(f) for f in self.fired]
+        why = list(dict.fromkeys(w for w in why if w))
+        if why:
+            lines.append(common.get("reasons_heading", "**Why:**"))
+            lines += [f"- {w}" for w in why]
+            lines.append("")
+        sentences: list[str] = []
+        if self.spec:
+            sentences += all_applicable(self.spec.detail, md, self.engine_facts, self.params, self.reasons)
+        sentences += self._safety_sentences(md)
+        if sentences:
+            lines.append(" ".join(sentences))
+            lines.append("")
+        used = self._facts_used()
+        if used:
+            lines.append(f"{common.get('facts_heading', '**Facts used:**')} " + "; ".join(used) + ".")
+            lines.append("")
+        sources = self._citations()
+        if sources:
+            lines.append(common.get("source_heading", "**Source:**"))
+            lines += [f"- {s}" for s in sources]
+        return "\n".join(lines).strip()
+
+    def _reason_line(self, fired: FiredRule) -> str:
+        rule = fired.rule
+        text = _escape(rule.reason_text or rule.title) or ""
+        return f"({rule.reason}) {text}" if rule.reason else text
+
+    def _safety_sentences(self, md: Mapping[str, str | None]) -> list[str]:
+        """Section 3a texts that depend on the situation, not on a template's condition."""
+        safety, out = self.texts.safety, []
+        if self.code == "escalate-iv-iron":
+            if self.facts.allergies.iv_iron_allergy:
+                out.append(fill(safety["iv_allergy"], {**md, "iv_iron_allergies": md.get("iv_iron_allergies") or "IV iron"}) or "")
+            if self.facts.conditions.pregnancy:
+                out.append(safety["pregnancy_iv"])
+        if self.code == "iron-overload-risk":
+            out.append(safety["tsat_timing"])
+        if self.spec and self.spec.child_note and self.facts.patient.is_child:
+            out.append(safety["child"])
+        return [s for s in out if s]
+
+    def _facts_used(self) -> list[str]:
+        read = {t for f in self.fired for t in f.matched_facts}
+        lines: list[str] = []
+        for fact_type in FACT_ORDER:
+            if fact_type in read:
+                lines += [line for line in _fact_lines(fact_type, self.facts, self.values, self.params) if line]
+        return [_escape(line) or "" for line in lines]
+
+    def _citations(self) -> list[str]:
+        seen: list[tuple[str, str]] = []
+        out: list[str] = []
+        titles = _source_titles()
+        for f in self.fired:
+            citation = f.rule.citation or {}
+            source, text = str(citation.get("source", "")), " ".join(str(citation.get("text", "")).split())
+            if not text or (source, text) in seen:
+                continue
+            seen.append((source, text))
+            if source == "article":
+                line = f"{self.texts.common.get('article_prefix', 'the article states:')} {text}"
+                line = line[0].upper() + line[1:]
+            else:
+                name = self.texts.source_names.get(source) or titles.get(source) or source
+                line = f"{name}: {text}"
+                if citation.get("strength"):
+                    line += f" (strength: {citation['strength']})"
+            out.append(line)
+        return out
+
+    def links(self) -> list[Link]:
+        links, seen = [], set()
+        for f in self.fired:
+            if f.rule.id in seen:
+                continue
+            seen.add(f.rule.id)
+            links.append(Link(label=f"Rule {f.rule.id}", url=f"{self.base_url}/rules/catalog#{f.rule.id}", type="absolute"))
+        return links
+
+    # -- suggestions --------------------------------------------------------------------------
+    def _label(self, kind: str, **extra: str) -> str:
+        template = (self.spec.suggestions.get(kind) if self.spec else None) or kind
+        return _shorten(fill(template, {**self.values, **extra}) or template.split("{")[0].strip() or kind)
+
+    def suggestions(self) -> list[Suggestion]:
+        if not self.patient_id:
+            return []
+        maker = {
+            "start-oral-iron": self._suggest_oral_iron,
+            "continue-oral-iron": self._suggest_recheck,
+            "order-iron-studies": self._suggest_iron_studies,
+            "escalate-iv-iron": self._suggest_referral,
+            "iron-overload-risk": self._suggest_stop,
+        }.get(self.code)
+        return maker() if maker else []
+
+    def _note(self) -> str:
+        return self.texts.safety["iron_studies_note"]
+
+    def _suggest_oral_iron(self) -> list[Suggestion]:
+        if self.facts.patient.is_child or self.recheck is None:
+            return []  # safety rule 3: no adult dose for a child
+        pid = self.patient_id or ""
+        actions = [
+            Action(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(pid)),
+            Action(
+                type="create",
+                description=f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}",
+                resource=fhir.ferritin_recheck_request(pid, *self.recheck, note=self._note()),
+            ),
+        ]
+        return [Suggestion(label=self._label("oral_iron"), uuid=str(uuid.uuid4()), isRecommended=True, actions=actions)]
+
+    def _suggest_recheck(self) -> list[Suggestion]:
+        if self.recheck is None:
+            return []
+        resource = fhir.ferritin_recheck_request(self.patient_id or "", *self.recheck, note=self._note())
+        action = Action(type="create", description=f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}", resource=resource)
+        return [Suggestion(label=self._label("recheck"), uuid=str(uuid.uuid4()), isRecommended=True, actions=[action])]
+
+    def _suggest_iron_studies(self) -> list[Suggestion]:
+        pid, note = self.patient_id or "", self._note()
+        actions = [
+            Action(type="create", description="Order serum ferritin (LOINC 2276-4)", resource=fhir.ferritin_request(pid, note)),
+            Action(type="create", description="Order iron panel with transferrin saturation (LOINC 50190-5)", resource=fhir.iron_panel_request(pid, note)),
+        ]
+        return [Suggestion(label=self._label("iron_studies"), uuid=str(uuid.uuid4()), isRecommended=True, actions=actions)]
+
+    def _suggest_referral(self) -> list[Suggestion]:
+        if self.facts.allergies.iv_iron_allergy or self.facts.conditions.pregnancy:
+            return []  # safety rule 4 and the IV iron allergy exception: specialist input instead
+        reasons = [f"({f.rule.reason}) {f.rule.reason_text}" for f in self.fired if f.rule.reason and f.rule.reason_text]
+        resource = fhir.iv_iron_referral(self.patient_id or "", self.values["preferred_iv_product"] or "IV iron", reasons)
+        action = Action(type="create", description=f"Refer for IV iron infusion ({self.values['preferred_iv_product']})", resource=resource)
+        return [Suggestion(label=self._label("referral"), uuid=str(uuid.uuid4()), isRecommended=True, actions=[action])]
+
+    def _suggest_stop(self) -> list[Suggestion]:
+        """A delete per active iron MedicationRequest from the EHR's data; drafts are never listed there."""
+        out = []
+        for request_id in dict.fromkeys(self.facts.evidence.active_iron_request_ids):
+            if not request_id:
+                continue
+            ref = request_id if request_id.startswith("MedicationRequest/") else f"MedicationRequest/{request_id}"
+            action = Action(type="delete", description=f"Stop the active iron order {ref}", resourceId=ref)
+            out.append(Suggestion(label=self._label("stop", request_id=ref), uuid=str(uuid.uuid4()), actions=[action]))
+        return out
+
+
+def _shorten(text: str) -> str:
+    """Under 140 characters, cut at a word boundary with an ellipsis when needed."""
+    text = " ".join(text.split())
+    if len(text) <= SUMMARY_MAX:
+        return text
+    cut = text[: SUMMARY_MAX - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def _fact_lines(fact_type: str, facts: FactSet, values: Mapping[str, str | None], params: Mapping[str, Any]) -> list[str | None]:
+    """Plain-language lines for one fact type: value, unit and date, or what is missing."""
+    f = facts
+    if fact_type == "ferritin":
+        if f.ferritin.current:
+            return [f"Ferritin {values['ferritin']} ({values['ferritin_date']})"]
+        return [f"No ferritin within {values['ferritin_lookback_days']} days" if values["ferritin_lookback_days"] else "No current ferritin"]
+    if fact_type == "tsat":
+        if f.tsat.current:
+            derived = ", derived from serum iron and TIBC" if f.tsat.derived else ""
+            return [f"TSAT {values['tsat']} ({values['tsat_date']}{derived})"]
+        return [f"No TSAT within {values['tsat_lookback_days']} days" if values["tsat_lookback_days"] else "No current TSAT"]
+    if fact_type == "hemoglobin":
+        if f.hemoglobin.current:
+            below = f", below the anemia threshold {values['hb_threshold']} g/dL" if f.hemoglobin.anemic and values["hb_threshold"] else ""
+            return [f"Hb {values['hb']} ({values['hb_date']}{below})"]
+        return ["No current hemoglobin"]
+    if fact_type == "oral_iron":
+        if f.oral_iron.on_record:
+            since = f" (since {values['oral_start']})" if values["oral_start"] else ""
+            days = f" {values['oral_days']} days" if values["oral_days"] else ""
+            lines = [f"On oral iron{days}{since}"]
+            if f.oral_iron.draft:
+                lines.append("oral iron order being placed")
+            return lines
+        if f.oral_iron.draft:
+            return ["Oral iron order being placed (counts from today)"]
+        return ["Not on oral iron"]
+    if fact_type == "iv_iron":
+        lines: list[str | None] = []
+        if f.iv_iron.recent:
+            when = f" ({values['iv_date']})" if values["iv_date"] else ""
+            lines.append(f"IV iron {values['iv_days_since']} days ago{when}" if values["iv_days_since"] else "Recent IV iron")
+        elif values["iv_relief_days"]:
+            lines.append(f"No IV iron in the last {values['iv_relief_days']} days")
+        if f.iv_iron.draft:
+            lines.append("IV iron order being placed")
+        return lines
+    if fact_type == "conditions":
+        c = f.conditions
+        names = [n for flag, n in ((c.rls, "RLS"), (c.ida, "iron deficiency anemia"), (c.pregnancy, "pregnancy"), (c.absorption_disorder, "absorption disorder"), (c.iron_overload_disorder, "iron overload disorder")) if flag]
+        lines = [("On record: " + ", ".join(names)) if names else None]
+        if not c.rls:
+            lines.append("No RLS on record")
+        return lines
+    if fact_type == "allergies":
+        a = f.allergies
+        return [
+            f"Oral iron intolerance: {values['oral_iron_intolerances'] or 'on record'}" if a.oral_iron_intolerance else None,
+            f"IV iron allergy: {values['iv_iron_allergies'] or 'on record'}" if a.iv_iron_allergy else None,
+        ]
+    if fact_type == "medications":
+        m = f.medications
+        return [
+            f"Dopamine agonist: {values['dopamine_agonists'] or 'active'}" if m.dopamine_agonist else None,
+            f"RLS-aggravating medication: {values['aggravating_medications'] or 'active'}" if m.aggravating else None,
+        ]
+    if fact_type == "patient":
+        if f.patient.age_known and values["age_years"] is not None:
+            return [f"Age {values['age_years']} years" + (" (under 18)" if f.patient.is_child else "")]
+        return [None]
+    return []
