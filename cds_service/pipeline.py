@@ -104,7 +104,7 @@ def evaluate(
         result = engine.evaluate(facts.to_engine(), facts.unknown)
     except EngineError as exc:
         raise EngineUnavailable("the rule engine could not answer safely; no cards") from exc
-    cards = build_cards(result, facts, service.ruleset, base_url, patient_id=request.context.patientId)
+    cards = build_cards(result, facts, service.ruleset, base_url, patient_id=request.context.patientId, now=now)
     return Evaluation(
         decision_id=str(uuid.uuid4()),
         service=service,
