@@ -1,16 +1,22 @@
-"""Entry point of the mapping layer: resources of one request -> FactSet (minimal foundation version)."""
+"""Entry point of the mapping layer: the resources of one request -> FactSet.
+
+Each fact family has its own module; this one wires them in dependency order (patient and
+pregnancy before the anemia threshold, therapy dates before the ferritin's day counts) and
+freezes the trace (exclusions, notes and sources sorted, so the order of resources never shows).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any, Mapping
 
-from fhir_mappings.facts import ConditionsFact, ContextFact, Exclusion, FactSet, FerritinFact, PatientFact
-from fhir_mappings.valuesets import FERRITIN_LOINC
-
-RLS_CODES = {("http://snomed.info/sct", "32914008"), ("http://hl7.org/fhir/sid/icd-10-cm", "G25.81")}
-FERRITIN_UNITS = {"ng/mL": 1.0, "ug/L": 1.0, "mcg/L": 1.0}
+from fhir_mappings import medications, observations
+from fhir_mappings.allergies import map_allergies
+from fhir_mappings.conditions import map_conditions
+from fhir_mappings.context import Context, ref
+from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, HemoglobinFact, TsatFact
+from fhir_mappings.patient import anemia_threshold, map_patient
 
 
 @dataclass(frozen=True)
@@ -28,55 +34,85 @@ class MappingInput:
     """Bundle entry fullUrl -> "Type/id" (resolves `urn:uuid:` and absolute references)."""
 
 
-def _subject_is(resource: dict[str, Any], patient_id: str) -> bool:
-    ref = (resource.get("subject") or resource.get("patient") or {}).get("reference", "")
-    return ref.split("/")[-1] == patient_id and ref.rsplit("/", 2)[-2:-1] in (["Patient"],)
+def _utc_today(now: datetime) -> date:
+    return (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
 
 
 def build_facts(data: MappingInput) -> FactSet:
-    exclusions: list[Exclusion] = []
-    patient = PatientFact()
-    rls = False
-    sources: dict[str, tuple[str, ...]] = {}
-    ferritins: list[tuple[str, float, str, str]] = []
-    for res in data.resources:
-        rtype, rid = res.get("resourceType"), str(res.get("id", ""))
-        if rtype == "Patient":
-            if rid == data.patient_id:
-                gender = res.get("gender")
-                patient = PatientFact(sex=gender if gender in ("male", "female") else "unknown")
-                sources["patient"] = (f"Patient/{rid}",)
-            continue
-        if not _subject_is(res, data.patient_id):
-            exclusions.append(Exclusion(rtype or "?", rid, "subject is another patient"))
-            continue
-        if rtype == "Condition":
-            codes = {(c.get("system"), c.get("code")) for c in (res.get("code") or {}).get("coding", [])}
-            if codes & RLS_CODES:
-                rls = True
-                sources["conditions"] = sources.get("conditions", ()) + (f"Condition/{rid}",)
-        elif rtype == "Observation":
-            if res.get("status") not in ("final", "amended", "corrected"):
-                exclusions.append(Exclusion(rtype, rid, f"status {res.get('status')}"))
-                continue
-            codes = {c.get("code") for c in (res.get("code") or {}).get("coding", []) if c.get("system") == "http://loinc.org"}
-            if codes & set(FERRITIN_LOINC):
-                q = res.get("valueQuantity") or {}
-                unit = q.get("code") or q.get("unit")
-                if unit not in FERRITIN_UNITS or not isinstance(q.get("value"), (int, float)):
-                    exclusions.append(Exclusion(rtype, rid, f"unit {unit} not convertible to ug/L"))
-                    continue
-                ferritins.append((res.get("effectiveDateTime", ""), float(q["value"]), rid, f"{q['value']} {q.get('unit', unit)}"))
-    ferritin = FerritinFact()
-    if ferritins:
-        date, value, rid, display = max(ferritins)
-        ferritin = FerritinFact(current=True, value_ug_per_l=value, days_ago=0, date=date[:10], value_display=display)
-        sources["ferritin"] = (f"Observation/{rid}",)
+    """Facts of the context patient only; everything left out is in `exclusions` with its reason."""
+    ctx = Context(patient_id=data.patient_id, today=_utc_today(data.now), params=data.params, full_urls=data.full_urls or {})
+    resources = [r for r in data.resources if isinstance(r, dict)]
+    drafts = [r for r in data.draft_orders if isinstance(r, dict)]
+
+    patient = map_patient(resources, ctx)
+    conditions = map_conditions(resources, ctx)
+    allergies, allergy_names = map_allergies(resources, ctx)
+    therapy = medications.therapy_facts(medications.collect(resources, drafts, ctx), ctx)
+
+    labs = observations.candidates(resources, ctx)
+    ferritin = _ferritin(observations.latest(labs["ferritin"], ctx), therapy, ctx)
+    hb_result = observations.latest(labs["hemoglobin"], ctx)
+    threshold = anemia_threshold(patient, conditions.pregnancy, ctx)
+    hemoglobin = HemoglobinFact(threshold_g_dl=threshold)
+    if hb_result is not None:
+        ctx.trace.source("hemoglobin", ref(hb_result.resource))
+        hemoglobin = HemoglobinFact(
+            current=True,
+            value_g_dl=hb_result.value,
+            days_ago=ctx.days_ago(hb_result.day),
+            threshold_g_dl=threshold,
+            anemic=threshold is not None and hb_result.value < threshold,
+            date=hb_result.day.isoformat(),
+            value_display=hb_result.display,
+        )
+    tsat = TsatFact()
+    tsat_result = observations.latest_tsat(labs, ctx)
+    if tsat_result is not None:
+        for reference in tsat_result.refs:
+            ctx.trace.source("tsat", reference)
+        tsat = TsatFact(
+            current=True,
+            value_pct=tsat_result.value,
+            days_ago=ctx.days_ago(tsat_result.day),
+            derived=tsat_result.derived,
+            date=tsat_result.day.isoformat(),
+            value_display=tsat_result.display,
+        )
+
+    trace = ctx.trace
     return FactSet(
         patient=patient,
-        conditions=ConditionsFact(rls=rls),
+        conditions=conditions,
+        allergies=allergies,
         ferritin=ferritin,
+        hemoglobin=hemoglobin,
+        tsat=tsat,
+        oral_iron=therapy.oral_iron,
+        iv_iron=therapy.iv_iron,
+        medications=therapy.medications,
         context=ContextFact(hook=data.hook, order_hook=data.hook != "patient-view"),
-        sources=sources,
-        exclusions=tuple(exclusions),
+        sources={fact: tuple(sorted(refs)) for fact, refs in sorted(trace.sources.items())},
+        evidence=Evidence(
+            oral_iron_intolerance_names=tuple(allergy_names["oral_iron"]),
+            iv_iron_allergy_names=tuple(allergy_names["iv_iron"]),
+            **therapy.evidence,
+        ),
+        exclusions=tuple(sorted(set(trace.exclusions), key=lambda e: (e.resource_type, e.resource_id, e.reason))),
+        notes=tuple(sorted(trace.notes)),
+    )
+
+
+def _ferritin(result: observations.LabResult | None, therapy: medications.TherapyFacts, ctx: Context) -> FerritinFact:
+    if result is None:
+        return FerritinFact()
+    ctx.trace.source("ferritin", ref(result.resource))
+    before = [d for d in therapy.iv_dates if d <= result.day]
+    return FerritinFact(
+        current=True,
+        value_ug_per_l=result.value,
+        days_ago=ctx.days_ago(result.day),
+        days_since_oral_start=(result.day - therapy.oral_start).days if therapy.oral_start else None,
+        days_since_iv_iron=(result.day - before[-1]).days if before else None,
+        date=result.day.isoformat(),
+        value_display=result.display,
     )

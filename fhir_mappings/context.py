@@ -1,0 +1,92 @@
+"""What every mapper shares for one request: identity, the day, parameters, and the trace it writes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from fhir_mappings.errors import MappingInputError
+from fhir_mappings.facts import Exclusion
+
+log = logging.getLogger("fhir_mappings")
+
+
+def rid(resource: dict[str, Any]) -> str:
+    """The resource id for a trace line (ids are not patient values; junk becomes '?')."""
+    value = resource.get("id")
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else "?"
+
+
+def rtype(resource: dict[str, Any]) -> str:
+    value = resource.get("resourceType")
+    return value if isinstance(value, str) and len(value) <= 64 else "?"
+
+
+def ref(resource: dict[str, Any]) -> str:
+    return f"{rtype(resource)}/{rid(resource)}"
+
+
+@dataclass
+class Trace:
+    """Exclusions, notes and sources, in the order they were found (sorted when frozen)."""
+
+    exclusions: list[Exclusion] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+
+    def exclude(self, resource: dict[str, Any], reason: str) -> None:
+        self.exclusions.append(Exclusion(rtype(resource), rid(resource), reason))
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def source(self, fact: str, reference: str) -> None:
+        refs = self.sources.setdefault(fact, [])
+        if reference not in refs:
+            refs.append(reference)
+
+
+@dataclass
+class Context:
+    """One request's mapping state."""
+
+    patient_id: str
+    today: date
+    params: Mapping[str, Any]
+    full_urls: Mapping[str, str]
+    trace: Trace = field(default_factory=Trace)
+    validated: dict[int, str | None] = field(default_factory=dict)
+    """id(resource) -> FHIR validation result, so a resource is validated at most once."""
+
+    def param(self, name: str, default: Any) -> Any:
+        value = self.params.get(name)
+        return default if value is None else value
+
+    def days_ago(self, day: date) -> int:
+        return (self.today - day).days
+
+
+def guarded(ctx: Context, resources: Iterable[Any], read: Callable[[dict[str, Any]], None]) -> None:
+    """Run `read` on each resource; a resource that breaks the mapper is excluded, never a 500.
+
+    Logged with its type, id and the exception class only (no values).
+    """
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        try:
+            read(resource)
+        except MappingInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad resource must not fail the request
+            log.warning("mapping skipped %s: %s", ref(resource), type(exc).__name__)
+            ctx.trace.exclude(resource, f"unreadable ({type(exc).__name__})")
+
+
+def of_type(resources: Iterable[Any], *types: str) -> Iterator[dict[str, Any]]:
+    for resource in resources:
+        if isinstance(resource, dict) and resource.get("resourceType") in types:
+            yield resource

@@ -1,0 +1,77 @@
+"""Patient identity: which resources belong to the patient of `context.patientId`.
+
+References come relative (`Patient/x`), absolute (`https://ehr/fhir/Patient/x`) or as `urn:uuid:`
+Bundle fullUrls. `full_urls` (fullUrl -> "Type/id", from the prefetch Bundles) resolves the last two
+and wins over parsing; a `urn:uuid:` that no entry names is unresolved, and the resource is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from fhir_mappings.errors import MappingInputError
+
+_TYPE_ID = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+# Where each patient-specific resource type names its patient.
+SUBJECT_FIELD = {
+    "Observation": "subject",
+    "Condition": "subject",
+    "MedicationRequest": "subject",
+    "MedicationStatement": "subject",
+    "MedicationAdministration": "subject",
+    "AllergyIntolerance": "patient",
+}
+
+
+def resolve(reference: Any, full_urls: Mapping[str, str]) -> str | None:
+    """"Type/id" that a reference string names, or None when it cannot be resolved safely."""
+    if not isinstance(reference, str) or not reference or reference.startswith("#"):
+        return None
+    if reference in full_urls:
+        return full_urls[reference]
+    if reference.startswith("urn:"):
+        return None
+    m = _TYPE_ID.search(reference)
+    if not m:
+        return None
+    if "://" not in reference and reference.count("/") not in (1, 3):
+        return None
+    return f"{m.group(1)}/{m.group(2)}"
+
+
+def subject_problem(resource: dict[str, Any], patient_id: str, full_urls: Mapping[str, str], required: bool = True) -> str | None:
+    """Why the resource is not the context patient's (an exclusion reason), or None when it is."""
+    field = SUBJECT_FIELD.get(resource.get("resourceType", ""), "subject")
+    ref = resource.get(field)
+    if ref is None:
+        return f"no {field}" if required else None
+    if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+        return f"{field} has no reference"
+    target = resolve(ref["reference"], full_urls)
+    if target is None:
+        return f"{field} reference not resolved"
+    if target != f"Patient/{patient_id}":
+        return f"{field} is {target}"
+    return None
+
+
+def select_patient(resources: list[dict[str, Any]], patient_id: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """The Patient resource of the context patient, and notes; MappingInputError on two patients."""
+    patients = [r for r in resources if r.get("resourceType") == "Patient"]
+    ids = {r.get("id") if isinstance(r.get("id"), str) else None for r in patients}
+    if len(ids) > 1:
+        raise MappingInputError("the request's data holds more than one Patient; one chart per request")
+    if not patients:
+        return None, []
+    (only,) = ids
+    if only != patient_id:
+        shown = f"Patient/{only}" if only else "a Patient without id"
+        return None, [f"{shown} is not the context patient: ignored (age and sex unknown)"]
+    # Same id several times (patient key and an _include): the choice must not depend on order.
+    chosen = max(patients, key=lambda r: repr(sorted(r.items(), key=lambda kv: kv[0])))
+    notes = []
+    if any(p != chosen for p in patients):
+        notes.append(f"Patient/{patient_id} appears several times with different content")
+    return chosen, notes

@@ -1,0 +1,59 @@
+"""Which statuses make a resource usable (clinical-logic.md section 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_mappings.valuesets import iter_codings
+
+OBSERVATION_OK = frozenset({"final", "amended", "corrected"})
+CONDITION_CLINICAL_OK = frozenset({"active", "recurrence", "relapse"})
+ALLERGY_CLINICAL_OK = frozenset({"active"})
+VERIFICATION_BAD = frozenset({"refuted", "entered-in-error"})
+CONDITION_CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+ALLERGY_CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+# MedicationRequest intents that are orders (a plan or proposal is not therapy).
+ORDER_INTENTS = frozenset({"order", "original-order", "reflex-order", "filler-order", "instance-order"})
+
+
+def status_code(concept: Any, system: str) -> str | None | bool:
+    """The code of a status CodeableConcept in `system` (a coding without system counts).
+
+    None when the concept is absent; False when present but holding no readable code (or
+    conflicting codes): the status is then unknown, which is not the same as absent.
+    """
+    if concept is None:
+        return None
+    codes = {c for s, c, _ in iter_codings(concept) if s in (system, None) and isinstance(c, str)}
+    if len(codes) != 1:
+        return False
+    return codes.pop()
+
+
+def simple_status(resource: dict[str, Any]) -> str | None:
+    """Why a resource with a plain `status` code is unusable as an Observation, or None."""
+    status = resource.get("status")
+    if status in OBSERVATION_OK:
+        return None
+    if status == "entered-in-error":
+        return "entered-in-error"
+    return f"status {status}" if isinstance(status, str) and len(status) <= 32 else "status missing or unreadable"
+
+
+def clinical_problem(resource: dict[str, Any], ok: frozenset[str], clinical_system: str, verification_system: str) -> str | None:
+    """Why a Condition/AllergyIntolerance is unusable by its clinical and verification status."""
+    verification = status_code(resource.get("verificationStatus"), verification_system)
+    if verification is False:
+        return "verificationStatus unreadable"
+    if verification in VERIFICATION_BAD:
+        return str(verification)
+    clinical = status_code(resource.get("clinicalStatus"), clinical_system)
+    if clinical is None:
+        return "clinicalStatus missing"
+    if clinical is False:
+        return "clinicalStatus unreadable"
+    if clinical not in ok:
+        return f"clinicalStatus {clinical}" if len(clinical) <= 32 else "clinicalStatus unreadable"
+    return None

@@ -1,0 +1,82 @@
+"""Quantities to canonical units: the UCUM code governs; free-text unit only via a closed alias list.
+
+The LOINC code names the analyte, the unit decides the conversion: a ferritin in pmol/L under a
+mass-concentration code is converted like one under 14723-1. A unit that is missing, unknown or of
+the wrong dimension makes the result unusable (never guessed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+UCUM = "http://unitsofmeasure.org"
+
+# analyte -> UCUM code -> factor to the canonical unit
+FACTORS: dict[str, dict[str, float]] = {
+    "ferritin": {"ng/mL": 1.0, "ng/ml": 1.0, "ug/L": 1.0, "ug/l": 1.0, "mcg/L": 1.0, "pmol/L": 1 / 2.247, "pmol/l": 1 / 2.247},
+    "hemoglobin": {"g/dL": 1.0, "g/dl": 1.0, "g/L": 0.1, "g/l": 0.1, "mmol/L": 1.611, "mmol/l": 1.611},
+    "tsat": {"%": 1.0},
+    "serum_iron": {"ug/dL": 1.0, "ug/dl": 1.0, "umol/L": 5.585, "umol/l": 5.585},
+    "tibc": {"ug/dL": 1.0, "ug/dl": 1.0, "umol/L": 5.585, "umol/l": 5.585},
+}
+CANONICAL = {"ferritin": "ug/L", "hemoglobin": "g/dL", "tsat": "%", "serum_iron": "ug/dL", "tibc": "ug/dL"}
+
+# Free-text units accepted when the quantity has no UCUM code (a closed list: nothing else is read).
+ALIASES: dict[str, str] = {
+    "ng/mL": "ng/mL", "ng/ml": "ng/mL", "ug/L": "ug/L", "ug/l": "ug/L", "µg/L": "ug/L", "μg/L": "ug/L",
+    "µg/l": "ug/L", "μg/l": "ug/L", "mcg/L": "ug/L", "mcg/l": "ug/L", "pmol/L": "pmol/L", "pmol/l": "pmol/L",
+    "g/dL": "g/dL", "g/dl": "g/dL", "g/L": "g/L", "g/l": "g/L", "mmol/L": "mmol/L", "mmol/l": "mmol/L",
+    "%": "%", "percent": "%",
+    "ug/dL": "ug/dL", "ug/dl": "ug/dL", "µg/dL": "ug/dL", "μg/dL": "ug/dL", "mcg/dL": "ug/dL", "mcg/dl": "ug/dL",
+    "umol/L": "umol/L", "umol/l": "umol/L", "µmol/L": "umol/L", "μmol/L": "umol/L", "µmol/l": "umol/L", "μmol/l": "umol/L",
+}
+# Values converted with a factor are rounded so that boundaries stay exact (120 g/L = 12.0 g/dL).
+ROUND_DIGITS = 2
+
+
+@dataclass(frozen=True)
+class Converted:
+    value: float
+    unit: str
+    """The unit the value was reported in (UCUM code or accepted alias), for card text."""
+
+
+def safe_unit_text(unit: Any) -> str:
+    """A unit for an exclusion reason: short and printable (a unit is not a patient value)."""
+    if not isinstance(unit, str) or not unit.strip():
+        return "missing"
+    text = "".join(ch for ch in unit.strip() if ch.isprintable())[:16]
+    return text or "missing"
+
+
+def to_canonical(quantity: Any, analyte: str) -> Converted | str:
+    """The value in the analyte's canonical unit, or the reason (no values in it) it is unusable."""
+    if not isinstance(quantity, dict):
+        return "no valueQuantity"
+    value = quantity.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "no numeric value"
+    if quantity.get("comparator") is not None:
+        return "value has a comparator"
+    if value < 0:
+        return "negative value"
+    canonical = CANONICAL[analyte]
+    system, code, unit = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+    if system == UCUM and isinstance(code, str) and code:
+        reported = code
+    elif system not in (None, UCUM):
+        return f"unit system {safe_unit_text(system)} is not UCUM"
+    else:
+        candidates = {ALIASES.get(t) for t in (unit, code) if isinstance(t, str) and t}
+        if not candidates:
+            return f"unit missing, not convertible to {canonical}"
+        if None in candidates or len(candidates) > 1:
+            return f"unit {safe_unit_text(unit if unit else code)} not convertible to {canonical}"
+        reported = candidates.pop()  # type: ignore[assignment]
+    factor = FACTORS[analyte].get(reported)
+    if factor is None:
+        return f"unit {safe_unit_text(reported)} not convertible to {canonical}"
+    converted = float(value) if factor == 1.0 else round(float(value) * factor, ROUND_DIGITS)
+    return Converted(converted, reported)

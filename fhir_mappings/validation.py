@@ -1,0 +1,48 @@
+"""FHIR R4 validation (fhir.resources.R4B) of the resources that can become facts.
+
+Full validation costs about 86 us per Observation, so callers validate only candidates: resources
+whose type and code already make them relevant, and for lab results lazily, newest first, until
+the latest usable one is found. The reason names the first invalid field, never its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.medication import Medication
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
+
+MODELS = {
+    "AllergyIntolerance": AllergyIntolerance,
+    "Condition": Condition,
+    "Medication": Medication,
+    "MedicationAdministration": MedicationAdministration,
+    "MedicationRequest": MedicationRequest,
+    "MedicationStatement": MedicationStatement,
+    "Observation": Observation,
+    "Patient": Patient,
+}
+
+
+def invalid_reason(resource: dict[str, Any]) -> str | None:
+    """`invalid FHIR: <field>` when the resource is not valid FHIR R4, else None."""
+    model = MODELS.get(resource.get("resourceType"))  # type: ignore[arg-type]
+    if model is None:
+        return "invalid FHIR: resourceType"
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        errors = exc.errors()
+        loc = errors[0].get("loc", ()) if errors else ()
+        field = ".".join(str(p) for p in loc if not isinstance(p, int))[:80] or "resource"
+        return f"invalid FHIR: {field}"
+    except (ValueError, TypeError, RecursionError):
+        return "invalid FHIR: resource"
+    return None
