@@ -98,7 +98,22 @@ def _bundle_entries(bundle: dict[str, Any]) -> list[tuple[str | None, dict[str, 
             pairs.extend(_bundle_entries(resource))
         else:
             pairs.append((full_url, resource))
-    return pairs
+    local = {url: f"{r.get('resourceType')}/{r.get('id')}" for url, r in pairs if url and r.get("id")}
+    return [(url, _rewrite_references(r, local)) for url, r in pairs]
+
+
+def _rewrite_references(value: Any, local: dict[str, str]) -> Any:
+    """A copy with references to a Bundle entry's fullUrl turned into `Type/id`, as a FHIR server
+    does when it stores a transaction (so the prefetch holds what a later search would return)."""
+    if isinstance(value, dict):
+        out = {k: _rewrite_references(v, local) for k, v in value.items()}
+        reference = out.get("reference")
+        if isinstance(reference, str) and reference in local:
+            out["reference"] = local[reference]
+        return out
+    if isinstance(value, list):
+        return [_rewrite_references(v, local) for v in value]
+    return value
 
 
 def read_drafts(document: dict[str, Any] | list[Any]) -> list[dict[str, Any]]:
