@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    ui_enabled: bool = Field(
+        False, description="serve the developers' test page (/, /ui/evaluate) outside development mode"
+    )
+
     @property
     def development(self) -> bool:
         return self.mode == "development"
