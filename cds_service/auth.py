@@ -19,6 +19,7 @@ from typing import Any, Callable
 import jwt
 from fastapi import Request
 
+from cds_service import metrics
 from cds_service.errors import Unauthorized
 from cds_service.settings import Settings
 from cds_service.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
@@ -233,6 +234,7 @@ async def verify_caller(request: Request) -> None:
         claims = await verifier.verify(bearer_token(request), expected_audience(request, request.app.state.settings))
     except AuthFailure as exc:
         log.warning("caller rejected", extra={"auth_reason": exc.reason})
+        metrics.AUTH_REJECTIONS.labels(str(exc.detail)).inc()
         raise
     request.state.caller = claims.get("iss")
     return None

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    shutdown_grace_seconds: float = Field(20.0, description="on SIGTERM, how long in-flight requests may take to finish")
 
     ui_enabled: bool = Field(
         False, description="serve the developers' test page (/, /ui/evaluate) outside development mode"

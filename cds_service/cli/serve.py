@@ -24,7 +24,16 @@ def register(app: typer.Typer) -> None:
         host = host or settings.host
         port = port or settings.port
         workers = workers or settings.workers
-        os.environ.setdefault("CDS_HOST", host)
+        os.environ["CDS_HOST"] = host  # the app (and every worker) checks the address it really binds
+        get_settings.cache_clear()
+        settings = get_settings()
+        from cds_service.auth import StartupRefused, check_startup
+
+        try:
+            check_startup(settings)
+        except StartupRefused as exc:
+            typer.echo(f"cds-service: refusing to start: {exc}", err=True)
+            raise typer.Exit(2) from None
         uvicorn.run(
             "cds_service.asgi:app",
             host=host,
@@ -33,4 +42,5 @@ def register(app: typer.Typer) -> None:
             reload=reload,
             log_level=settings.log_level.lower(),
             factory=False,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
