@@ -1,12 +1,19 @@
-"""Pseudonymous patient keys: the same patient gets the same key, the raw id never reaches the log."""
+"""Pseudonymous patient keys and redaction: the raw patient id never reaches the decision log.
+
+Resource ids are allowed in the log (auditors need them to find the source data), except Patient
+ids, which identify the patient: `Patient/...` references become `Patient/[context-patient]` or
+`Patient/[other-patient]`, in references and in free text such as exclusion reasons.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 CONTEXT_PATIENT = "Patient/[context-patient]"
 OTHER_PATIENT = "Patient/[other-patient]"
+PATIENT_REFERENCE = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
 
 
 def patient_key(secret: str, patient_id: str) -> str:
@@ -15,7 +22,16 @@ def patient_key(secret: str, patient_id: str) -> str:
 
 
 def redact_reference(reference: str, patient_id: str) -> str:
-    """A resource reference safe to store: Patient ids are patient identifiers, so they are replaced."""
+    """A resource reference safe to store."""
     if reference.startswith("Patient/"):
         return CONTEXT_PATIENT if reference == f"Patient/{patient_id}" else OTHER_PATIENT
     return reference
+
+
+def redact_text(text: str, patient_id: str) -> str:
+    """Free text (a reason, a note) with Patient references and the bare patient id replaced."""
+    text = PATIENT_REFERENCE.sub(lambda m: redact_reference(m.group(0), patient_id), text)
+    if patient_id:
+        bare = re.compile(r"(?<![\w\-.])" + re.escape(patient_id) + r"(?![\w\-])")
+        text = bare.sub("[context-patient]", text)
+    return text

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from cds_service.audit.banding import rule_fact_values
-from cds_service.audit.pseudonym import patient_key, redact_reference
+from cds_service.audit.pseudonym import patient_key, redact_reference, redact_text
 
 if TYPE_CHECKING:
     from cds_service.models import Feedback
@@ -77,12 +77,12 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
         "duration_ms": round(evaluation.duration_ms, 3),
         "detail": {
             "as_of": evaluation.now.isoformat(),
-            "silent": [{"rule": s.rule.id, "why": s.why} for s in evaluation.result.silent],
+            "silent": [{"rule": s.rule.id, "why": redact_text(s.why, patient_id)} for s in evaluation.result.silent],
             "excluded": [
-                {"resource": redact_reference(f"{e.resource_type}/{e.resource_id}", patient_id), "reason": e.reason}
+                {"resource": redact_reference(f"{e.resource_type}/{e.resource_id}", patient_id), "reason": redact_text(e.reason, patient_id)}
                 for e in evaluation.facts.exclusions
             ],
-            "notes": list(evaluation.facts.notes),
+            "notes": [redact_text(note, patient_id) for note in evaluation.facts.notes],
             "unknown": list(evaluation.facts.unknown),
             "error_detail": None,
         },

@@ -17,8 +17,6 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from cds_service import metrics
 from cds_service.audit.records import decision_record, failure_record, feedback_records, now_utc
 from cds_service.audit.spill import SpillFile, default_spill_dir
@@ -240,14 +238,15 @@ class DecisionLog:
         try:
             self.store.write(batch)
             return
-        except SQLAlchemyError:
+        except Exception:
             if not self.store.ping():
                 raise
-        # The database is up but refused the batch: write one by one, set aside what it refuses.
+        # The database is up but refused the batch: write one by one, set aside what it refuses
+        # (a malformed or oversized record must not hold every record behind it).
         for record in batch:
             try:
                 self.store.write([record])
-            except SQLAlchemyError:
+            except Exception:
                 if not self.store.ping():
                     raise
                 self._reject([record])
