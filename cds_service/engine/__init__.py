@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Protocol
 
 from cds_service.engine.conditions import Facts, first_unmet
 from cds_service.engine.ruleset import Rule, RuleSet
+from fhir_mappings.facts import fact_schema
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +68,51 @@ class EngineResult:
 MAX_MAGNITUDE = 1e15
 
 
-def normalize_facts(facts: Facts) -> dict[str, dict[str, object]]:
-    """The exact values both evaluators see: types checked, floats rounded to 4 decimals.
+def _accepted_types(type_text: str) -> tuple[type, ...]:
+    """Python types a fact field may hold, from its annotation in fhir_mappings.facts ("float | None")."""
+    names = {part.strip() for part in type_text.split("|")}
+    accepted: list[type] = [type(None)]
+    if "bool" in names:
+        accepted.append(bool)
+    if "int" in names or "float" in names:
+        accepted += [int, float]
+    if "str" in names:
+        accepted.append(str)
+    return tuple(accepted)
 
-    Rounding keeps every number out of JSON exponent notation (durable-rules rejects it), and
-    applying it here, before either evaluator, keeps their answers identical.
+
+@lru_cache(maxsize=1)
+def _field_types() -> dict[str, dict[str, tuple[type, ...]]]:
+    return {fact: {name: _accepted_types(spec["type"]) for name, spec in fields_.items()} for fact, fields_ in fact_schema().items()}
+
+
+def normalize_facts(facts: Facts) -> dict[str, dict[str, object]]:
+    """The exact values both evaluators see: names and types checked, floats rounded to 4 decimals.
+
+    Why: durable-rules coerces silently (`"12" < 30`, `true == 1`) where the reference evaluator
+    does not, so a value of the wrong type would make the two disagree; such a fact set is refused
+    (EngineError, no card) rather than guessed. Rounding keeps every number out of JSON exponent
+    notation (durable-rules rejects it with error 204), and doing it here, before either evaluator,
+    keeps their answers identical. Never puts a value in the message (no PHI in logs).
     """
+    types = _field_types()
     out: dict[str, dict[str, object]] = {}
     for fact_type, record in facts.items():
+        if fact_type not in types:
+            raise EngineError(f"unknown fact type {fact_type!r}")
         clean: dict[str, object] = {}
         for name, value in record.items():
+            accepted = types[fact_type].get(name)
+            if accepted is None:
+                raise EngineError(f"unknown fact field {fact_type}.{name}")
+            if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+                raise EngineError(f"{fact_type}.{name}: a {type(value).__name__} where the fact schema wants {accepted}")
             if isinstance(value, float):
                 if value != value or abs(value) >= MAX_MAGNITUDE:
                     raise EngineError(f"{fact_type}.{name}: number out of range")
                 value = round(value, 4) + 0.0
             elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_MAGNITUDE:
                 raise EngineError(f"{fact_type}.{name}: number out of range")
-            elif value is not None and not isinstance(value, (bool, int, str)):
-                raise EngineError(f"{fact_type}.{name}: not a scalar")
             clean[name] = value
         out[fact_type] = clean
     return out

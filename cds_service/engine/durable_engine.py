@@ -6,14 +6,15 @@ Every trap listed in shared/durable-rules.md, and what this module does about it
 - `delete_state` on a session where no action ran segfaults ("no rule fired"): every ruleset
   has a catch-all rule on the case fact (`__sentinel__`), so an action always runs first.
 - `assert_facts([])` segfaults: one case fact is asserted per evaluation, never an empty batch.
-- A fact with 254+ keys segfaults: facts are flat and checked against MAX_KEYS before assertion.
+- A fact with 254+ keys segfaults: only the fields the rules read go into the one flat case
+  fact, their count is checked against MAX_KEYS at start-up and again before every assertion.
 - Numbers in exponent notation are rejected (error 204): `normalize_facts` (shared with the
   python evaluator) rounds to 4 decimals and refuses magnitudes of 1e15 and over; parameters too.
 - Sessions are told apart by a 32-bit hash of the sid, and colliding sids join two patients'
   facts: sids come from a fixed pool whose hashes are checked distinct at start-up, and a sid is
   never shared by two evaluations in flight.
 - 1024 live sessions per ruleset is a hard cap: the pool is smaller, and every session is
-  deleted in a `finally`.
+  deleted in a `finally`. A fact that is refused before assertion never takes a sid.
 - A fact without `sid` lands in the shared session "0": every fact carries its sid.
 - `$not` depends on assertion order: no `$not` is ever compiled. Negation (`none`) is compiled
   by De Morgan into field tests on the one case fact, with `$nex` for missing values.
@@ -21,12 +22,15 @@ Every trap listed in shared/durable-rules.md, and what this module does about it
   compiled pattern starts with the positive discriminator `t == "case"`.
 - Mixed types are coerced (`"12" < 30`, `true == 1`): facts are type-checked against the fact
   schema in `normalize_facts` before either evaluator sees them.
-- An exception raised inside an action is swallowed: actions only append to a list, catch
-  everything they raise themselves, and the evaluation raises EngineError when one failed.
+- An exception raised inside an action is swallowed: actions only append to a list and catch
+  what they raise themselves; and the state durable-rules returns is checked for the
+  `exception` it stores, so an action failing anywhere surfaces as EngineError, not as silence.
 - Several firings per rule (one per fact combination): firings are de-duplicated per rule.
 - `MessageNotHandledException` for a fact no rule accepts: the sentinel accepts every case fact.
 - The C engine never releases the GIL and is not proven thread-safe: evaluations are serialised
-  by a lock (the service calls it from the event loop thread only; the lock covers the CLI and tests).
+  by one process-wide lock (threads gain nothing; scale with worker processes).
+- Text compared with `equals` is passed as is (json.dumps with ensure_ascii=False); text longer
+  than MAX_TEXT is refused. Text the rules never read (dates, displays) never reaches the engine.
 """
 
 from __future__ import annotations
@@ -35,16 +39,20 @@ import copy
 import hashlib
 import itertools
 import json
+import logging
 import threading
 from typing import Any, Mapping
 
 from cds_service.engine import EngineError
 from cds_service.engine.conditions import Facts
-from cds_service.engine.ruleset import RuleSet
+from cds_service.engine.ruleset import RuleSet, iter_leaves
+
+log = logging.getLogger(__name__)
 
 SENTINEL = "__sentinel__"
 CASE_TYPE = "case"
 MAX_KEYS = 200
+MAX_TEXT = 200
 POOL_SIZE = 256
 _FIELD_SEP = "__"
 _INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
@@ -111,6 +119,11 @@ def compile_condition(condition: Mapping[str, Any], params: Mapping[str, Any], n
     return _leaf(condition, params, negate)
 
 
+def referenced_fields(ruleset: RuleSet) -> tuple[tuple[str, str], ...]:
+    """(fact, field) pairs the rules read, sorted: the only values the case fact carries."""
+    return tuple(sorted({(leaf["fact"], leaf["field"]) for rule in ruleset.rules for leaf in iter_leaves(rule.when)}))
+
+
 def compile_ruleset(ruleset: RuleSet) -> dict[str, Any]:
     """The durable-rules definition of one profile: one rule per rule file entry, plus the sentinel."""
     rules: dict[str, Any] = {
@@ -164,26 +177,33 @@ class _Collector:
     """Receives firings during one `assert_facts` call (actions run synchronously in the caller)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.fired: list[str] = []
         self.errors: list[str] = []
         self.sentinel = False
+        self.ran = False
 
-    def reset(self) -> None:
-        self.fired = []
-        self.errors = []
-        self.sentinel = False
+    def record(self, name: str) -> None:
+        if name == SENTINEL:
+            self.sentinel = True
+        else:
+            self.fired.append(name)
 
     def action(self, name: str):
         def run(c: Any) -> None:
+            self.ran = True
             try:
-                if name == SENTINEL:
-                    self.sentinel = True
-                else:
-                    self.fired.append(name)
-            except BaseException as exc:  # pragma: no cover - appending cannot fail in practice
+                self.record(name)
+            except BaseException as exc:
                 self.errors.append(f"{name}: {type(exc).__name__}")
 
         return run
+
+
+# durable-rules keeps its rulesets in C globals and was never shown thread-safe: one lock for all.
+_ENGINE_LOCK = threading.Lock()
 
 
 class DurableEvaluator:
@@ -191,63 +211,86 @@ class DurableEvaluator:
 
     name = "durable"
 
-    def __init__(self, ruleset: RuleSet) -> None:
+    def __init__(self, ruleset: RuleSet, pool_size: int = POOL_SIZE) -> None:
         self.ruleset = ruleset
+        self._fields = referenced_fields(ruleset)
+        if len(self._fields) + 2 > MAX_KEYS:
+            raise EngineError(f"profile {ruleset.profile}: rules read {len(self._fields)} fields; the case fact allows {MAX_KEYS - 2}")
         self._collector = _Collector()
         self._host = _QuietHost(self._collector)
         digest = hashlib.sha256(json.dumps([ruleset.profile, ruleset.version]).encode()).hexdigest()[:10]
         self._name = f"rls_{ruleset.profile.replace('-', '_')}_{digest}_{id(self):x}"
         self._host.register_rulesets({self._name: copy.deepcopy(compile_ruleset(ruleset))})
-        self._pool = distinct_sid_pool(self._name)
-        self._free = list(reversed(self._pool))
-        self._lock = threading.Lock()
+        self.pool = distinct_sid_pool(self._name, pool_size)
+        self._free = list(reversed(self.pool))
         self.retired: list[str] = []
+        self.evaluations = 0
 
-    def _case_fact(self, facts: Facts, sid: str) -> dict[str, Any]:
+    @property
+    def free(self) -> int:
+        """Sids ready for the next evaluation; equals the pool size whenever none is in flight."""
+        return len(self._free)
+
+    def case_fact(self, facts: Facts, sid: str) -> dict[str, Any]:
+        """The one flat fact asserted per evaluation: the fields the rules read, None left out."""
         case: dict[str, Any] = {"sid": sid, "t": CASE_TYPE}
-        for fact_type, record in facts.items():
-            for field, value in record.items():
-                if value is not None:
-                    case[flat_key(fact_type, field)] = value
+        for fact_type, field in self._fields:
+            value = facts.get(fact_type, {}).get(field)
+            if value is None:
+                continue
+            if isinstance(value, str) and len(value) > MAX_TEXT:
+                raise EngineError(f"{fact_type}.{field}: text longer than {MAX_TEXT} characters")
+            case[flat_key(fact_type, field)] = value
         if len(case) > MAX_KEYS:
             raise EngineError(f"case fact has {len(case)} keys; durable-rules crashes from 254")
         _check_numbers(case)
         return case
 
     def fired(self, facts: Facts) -> list[str]:
-        with self._lock:
+        with _ENGINE_LOCK:
+            case = self.case_fact(facts, "")  # refused here, before a session exists
             if not self._free:
                 raise EngineError("no free engine session")
             sid = self._free.pop()
+            case["sid"] = sid
             self._collector.reset()
+            asserted = False
             try:
-                case = self._case_fact(facts, sid)
-                self._host.assert_facts(self._name, [case])
+                asserted = True
+                state = self._host.assert_facts(self._name, [case])
+                if isinstance(state, dict) and state.get("exception"):
+                    raise EngineError("a rule action raised inside durable-rules")
                 if self._collector.errors:
                     raise EngineError("rule action failed: " + "; ".join(self._collector.errors))
                 if not self._collector.sentinel:
                     raise EngineError("durable-rules did not run the sentinel rule: answer not trusted")
-                raw = set(self._collector.fired)
+                raw = set(self._collector.fired)  # de-duplicated: one entry per rule however often it fired
             except EngineError:
                 raise
             except Exception as exc:
-                raise EngineError(f"durable-rules failed: {type(exc).__name__}: {exc}") from exc
+                raise EngineError(f"durable-rules failed: {type(exc).__name__}") from exc
             finally:
-                self._release(sid)
+                self.evaluations += 1
+                self._release(sid, asserted)
             return [rule.id for rule in self.ruleset.rules if rule.id in raw]
 
-    def _release(self, sid: str) -> None:
+    def _release(self, sid: str, asserted: bool) -> None:
         """Delete the session and return its sid; a session that may hold facts is never reused."""
-        if not self._collector.sentinel:
+        if not asserted:
+            self._free.append(sid)
+            return
+        if not self._collector.ran:
             # No action ran: delete_state would segfault, and the session may hold this
             # request's facts. Retire the sid for the life of the process instead.
+            log.error("durable session retired without cleanup", extra={"ruleset": self._name})
             self.retired.append(sid)
             return
         try:
             self._host.delete_state(self._name, sid)
         except Exception:
+            log.exception("durable session could not be deleted; sid retired", extra={"ruleset": self._name})
             self.retired.append(sid)
-            raise
+            return
         self._free.append(sid)
 
     def close(self) -> None:
