@@ -251,3 +251,59 @@ def cds_request(resources: list[dict[str, Any]], *, hook: str = "patient-view", 
             request["context"]["selections"] = selections if selections is not None else [f"MedicationRequest/{d['id']}" for d in drafts]
     request.update(extra)
     return request
+
+
+# --- FHIR data layer builders (issue 3): coded concepts, Medication, fullUrl Bundles, MappingInput ---
+
+ATC = "http://www.whocc.no/atc"
+
+
+def concept(system: str, code: str, display: str | None = None, text: str | None = None) -> dict[str, Any]:
+    """A CodeableConcept with one coding (to override `code` or `medicationCodeableConcept`)."""
+    coding: dict[str, Any] = {"system": system, "code": code}
+    if display is not None:
+        coding["display"] = display
+    result: dict[str, Any] = {"coding": [coding]}
+    if text is not None:
+        result["text"] = text
+    return result
+
+
+def medication(mid: str, kind: str | None = None, code: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Medication resource (for `medicationReference`, contained or prefetched)."""
+    return {"resourceType": "Medication", "id": mid, "code": code if code is not None else medication_concept(kind or "ferrous-sulfate")}
+
+
+def full_url_bundle(resources: list[dict[str, Any]], style: str = "uuid", base: str = "https://ehr.example.org/fhir") -> tuple[dict[str, Any], dict[str, str]]:
+    """A searchset whose entries carry fullUrls (`urn:uuid:` or absolute), and fullUrl -> "Type/id"."""
+    entries, urls = [], {}
+    for resource in resources:
+        url = f"urn:uuid:{uuid.uuid4()}" if style == "uuid" else f"{base}/{resource['resourceType']}/{resource['id']}"
+        entries.append({"fullUrl": url, "resource": resource})
+        urls[url] = f"{resource['resourceType']}/{resource['id']}"
+    return {"resourceType": "Bundle", "type": "searchset", "entry": entries}, urls
+
+
+def article_params() -> dict[str, Any]:
+    """The parameter values of rules/profiles/article.yaml (name -> value)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "rules" / "profiles" / "article.yaml"
+    return {name: spec["value"] for name, spec in yaml.safe_load(path.read_text(encoding="utf-8"))["parameters"].items()}
+
+
+def mapping_input(resources: list[dict[str, Any]], *, patient_id: str = DEFAULT_PATIENT, now: datetime = DEFAULT_NOW, hook: str = "patient-view", drafts: list[dict[str, Any]] | None = None, full_urls: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> Any:
+    """A fhir_mappings.MappingInput for direct build_facts tests (article parameters by default)."""
+    from fhir_mappings import MappingInput
+
+    return MappingInput(
+        resources=list(resources),
+        patient_id=patient_id,
+        now=now,
+        params=params if params is not None else article_params(),
+        hook=hook,
+        draft_orders=list(drafts or []),
+        full_urls=dict(full_urls or {}),
+    )

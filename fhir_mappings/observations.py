@@ -9,6 +9,7 @@ then the greatest id in code-point order, so no answer depends on the order of r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
@@ -16,11 +17,16 @@ from fhir_mappings import dates, status, units
 from fhir_mappings.context import Context, guarded, of_type, ref, rid
 from fhir_mappings.references import subject_problem
 from fhir_mappings.validation import invalid_reason
-from fhir_mappings.valuesets import LAB_VALUESETS, LOINC, canonical_system, concepts_for, excluded_reason, iter_codings
+from fhir_mappings.valuesets import LAB_VALUESETS, LOINC, SYSTEM_ALIASES, VALUESETS, codes_of, iter_codings
 
 LOOKBACK = {"ferritin": "ferritin_lookback_days", "hemoglobin": "hb_lookback_days", "tsat": "tsat_lookback_days", "serum_iron": "tsat_lookback_days", "tibc": "tsat_lookback_days"}
 DEFAULT_LOOKBACK = {"ferritin_lookback_days": 365, "hb_lookback_days": 90, "tsat_lookback_days": 90}
 PREFERRED_HB = "718-7"
+LOINC_SYSTEMS = frozenset(s for s, canon in SYSTEM_ALIASES.items() if canon == LOINC)
+LAB_BY_LOINC: dict[str, str] = {code: vs for vs in LAB_VALUESETS for code in codes_of(vs)}
+EXCLUDED_LOINC: dict[str, str] = {
+    str(e["code"]): e["reason"] for vs in LAB_VALUESETS for e in VALUESETS[vs].excluded_codes if SYSTEM_ALIASES[e["system"]] == LOINC
+}
 _NO_ISSUED = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -33,12 +39,13 @@ class LabResult:
     day: date
     value: float
     display: str
-    issued: datetime
     preferred: bool
 
     @property
     def key(self) -> tuple[date, bool, datetime, str]:
-        return (self.day, self.preferred, self.issued, rid(self.resource))
+        """The "latest" order; `issued` is parsed only here, i.e. only for same-day ties."""
+        issued = dates.parse_instant(self.resource.get("issued")) or _NO_ISSUED
+        return (self.day, self.preferred, issued, rid(self.resource))
 
 
 def _number(value: Any) -> str:
@@ -50,15 +57,15 @@ def _analytes(resource: dict[str, Any]) -> tuple[set[str], set[str], str | None]
     found: set[str] = set()
     codes: set[str] = set()
     for system, code, _ in iter_codings(resource.get("code")):
-        if canonical_system(system) != LOINC:
+        if system not in LOINC_SYSTEMS or not isinstance(code, str):
             continue
-        reason = excluded_reason(system, code)
-        if reason:
-            return set(), set(), reason
-        hits = concepts_for(system, code) & set(LAB_VALUESETS)
-        if hits:
-            found |= hits
+        code = code.strip()
+        analyte = LAB_BY_LOINC.get(code)
+        if analyte:
+            found.add(analyte)
             codes.add(code)
+        elif code in EXCLUDED_LOINC:
+            return set(), set(), EXCLUDED_LOINC[code]
     return found, codes, None
 
 
@@ -89,6 +96,9 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
         if day > ctx.today:
             ctx.trace.exclude(resource, "dated in the future")
             return
+        lookback = LOOKBACK[analyte]
+        if ctx.days_ago(day) > int(ctx.param(lookback, DEFAULT_LOOKBACK[lookback])):
+            return  # not current: it can never be the fact, so it is not examined further
         if "dataAbsentReason" in resource:
             ctx.trace.exclude(resource, "no value (dataAbsentReason)")
             return
@@ -99,11 +109,7 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
         if analyte == "tsat" and converted.value > 100:
             ctx.trace.exclude(resource, "value out of range for a saturation")
             return
-        lookback = LOOKBACK[analyte]
-        if ctx.days_ago(day) > int(ctx.param(lookback, DEFAULT_LOOKBACK[lookback])):
-            return  # usable but not current: it can never be the fact
         quantity = resource["valueQuantity"]
-        issued = dates.parse_instant(resource.get("issued")) or _NO_ISSUED
         out[analyte].append(
             LabResult(
                 analyte=analyte,
@@ -111,7 +117,6 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
                 day=day,
                 value=converted.value,
                 display=f"{_number(quantity['value'])} {converted.unit}",
-                issued=issued,
                 preferred=analyte == "hemoglobin" and PREFERRED_HB in codes,
             )
         )
@@ -122,12 +127,12 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
 
 def latest(results: list[LabResult], ctx: Context, accept: Callable[[LabResult], bool] = lambda r: True) -> LabResult | None:
     """The newest result that is valid FHIR (validated lazily, newest first)."""
-    for result in sorted(results, key=lambda r: r.key, reverse=True):
-        if not accept(result):
-            continue
-        problem = _validated(result.resource, ctx)
-        if problem is None:
-            return result
+    pool = [r for r in results if accept(r)]
+    pool.sort(key=lambda r: (r.day, r.preferred), reverse=True)
+    for _, group in groupby(pool, key=lambda r: (r.day, r.preferred)):
+        for result in sorted(group, key=lambda r: r.key, reverse=True):
+            if _validated(result.resource, ctx) is None:
+                return result
     return None
 
 
@@ -158,7 +163,6 @@ def latest_tsat(labs: dict[str, list[LabResult]], ctx: Context) -> Tsat | None:
     ug/dL already (umol/L x 5.585), anything else never reached this point.
     """
     measured = latest(labs["tsat"], ctx)
-    measured_days = {r.day for r in labs["tsat"] if _validated(r.resource, ctx) is None}
     best: Tsat | None = None
     if measured is not None:
         best = Tsat(measured.day, measured.value, measured.display, False, (ref(measured.resource),))
@@ -166,7 +170,7 @@ def latest_tsat(labs: dict[str, list[LabResult]], ctx: Context) -> Tsat | None:
     for day in pair_days:
         if best is not None and best.day >= day:
             break
-        if day in measured_days:
+        if any(r.day == day and _validated(r.resource, ctx) is None for r in labs["tsat"]):
             continue
         iron = latest(labs["serum_iron"], ctx, lambda r: r.day == day)
         tibc = latest(labs["tibc"], ctx, lambda r: r.day == day)

@@ -49,6 +49,8 @@ def subject_problem(resource: dict[str, Any], patient_id: str, full_urls: Mappin
         return f"no {field}" if required else None
     if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
         return f"{field} has no reference"
+    if ref["reference"] == f"Patient/{patient_id}" and ref["reference"] not in full_urls:
+        return None
     target = resolve(ref["reference"], full_urls)
     if target is None:
         return f"{field} reference not resolved"
