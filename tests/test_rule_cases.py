@@ -1,0 +1,54 @@
+"""Every rule test case of rules/*.tests.yaml through the real HTTP pipeline, and rule coverage.
+
+The cases are the clinical specification written as charts; each runs as its own test (id:
+file:profile:case name). The coverage test fails when any rule of any profile is fired by no
+case, so a new rule cannot land without a case that shows it working.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.app import create_app
+from cds_service.fixtures import DEFAULT_NOW
+from cds_service.ruletests import CaseResult, RuleCase, coverage, load_cases, run_case
+from tests.conftest import make_settings
+
+CASES = load_cases()
+RESULTS: dict[str, CaseResult] = {}
+
+
+@pytest.fixture(scope="module")
+def rules_client(tmp_path_factory) -> Iterator[TestClient]:
+    """One app for all cases (the clock is set per case by the runner)."""
+    app = create_app(make_settings(tmp_path_factory.mktemp("rule-cases")))
+    app.state.runtime.clock = lambda: DEFAULT_NOW
+    with TestClient(app) as client:
+        yield client
+
+
+def _result(client: TestClient, case: RuleCase) -> CaseResult:
+    key = f"{case.file}:{case.profile}:{case.name}"
+    if key not in RESULTS:
+        RESULTS[key] = run_case(client, case)
+    return RESULTS[key]
+
+
+def test_cases_exist_for_every_profile(rules_client) -> None:
+    profiles = set(rules_client.app.state.runtime.rulesets)
+    assert profiles <= {c.profile for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_rule_case(rules_client, case: RuleCase) -> None:
+    result = _result(rules_client, case)
+    assert result.passed, f"{case.id}: " + "; ".join(result.problems) + f" (fired: {result.fired})"
+
+
+def test_every_rule_of_every_profile_is_covered(rules_client) -> None:
+    results = [_result(rules_client, case) for case in CASES]
+    uncovered = coverage(results, rules_client.app.state.runtime.rulesets)
+    assert {p: sorted(ids) for p, ids in uncovered.items() if ids} == {}
