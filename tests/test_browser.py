@@ -1,0 +1,119 @@
+"""End to end in headless Chromium: the test page runs an example and renders its card as an EHR would."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="Chromium and chromedriver not installed (apt-get install chromium chromium-driver; .ci/run does it)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    """The real app under uvicorn on a free loopback port, in development mode, in a thread."""
+    import uvicorn
+
+    from cds_service.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path_factory.mktemp("browser"), mode="development", auth_mode=None))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--window-size=1500,1000", f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def run_example(browser, server: str, name: str, profile: str = "article"):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.get(server + "/")
+    Select(browser.find_element(By.ID, "example")).select_by_value(name)
+    Select(browser.find_element(By.ID, "service")).select_by_value(profile)
+    browser.find_element(By.ID, "run").click()
+    wait = WebDriverWait(browser, 20)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "card"))
+    return wait
+
+
+def test_example_renders_a_warning_card_with_its_trace(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    run_example(browser, server, "failed-oral-trial")
+    cards = browser.find_elements(By.CSS_SELECTOR, "#cards .card")
+    assert [c.get_attribute("data-outcome") for c in cards] == ["escalate-iv-iron"]
+    card = cards[0]
+    assert "card--warning" in card.get_attribute("class").split()
+    summary = card.find_element(By.CSS_SELECTOR, ".card__summary").text
+    assert summary, "the card has a summary"
+    # the summary is coloured by the indicator (warning: #b35c00), as the sandbox colours it
+    assert card.find_element(By.CSS_SELECTOR, ".card__summary").value_of_css_property("color") == "rgba(179, 92, 0, 1)"
+    assert card.find_element(By.CSS_SELECTOR, ".card__source").text.startswith("Source:")
+    trace = browser.find_element(By.ID, "trace").text
+    assert "Fired rules" in trace and "escalate-iv-iron" in trace and "Silent rules" in trace
+    browser.save_screenshot(str(tmp_path / "failed-oral-trial.png"))
+    assert (tmp_path / "failed-oral-trial.png").stat().st_size > 10_000
+
+
+def test_dismissing_a_card_posts_feedback(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    wait = run_example(browser, server, "rls-low-ferritin")
+    card = browser.find_element(By.CSS_SELECTOR, "#cards .card")
+    assert card.get_attribute("data-outcome") == "start-oral-iron"
+    card.find_element(By.CSS_SELECTOR, "button.dismiss").click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#cards .card .feedback"), "feedback recorded"))
+    assert "card--dismissed" in card.get_attribute("class").split()
+    browser.save_screenshot(str(tmp_path / "dismissed.png"))
