@@ -237,10 +237,9 @@ class CardBuilder:
             lines.append(common.get("reasons_heading", "**Why:**"))
             lines += [f"- {w}" for w in why]
             lines.append("")
-        sentences: list[str] = []
+        sentences = self._safety_sentences(md)  # safety first: read before anything else
         if self.spec:
             sentences += all_applicable(self.spec.detail, md, self.engine_facts, self.params, self.reasons)
-        sentences += self._safety_sentences(md)
         if sentences:
             lines.append(" ".join(sentences))
             lines.append("")
