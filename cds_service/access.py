@@ -22,6 +22,7 @@ from cds_service.logging_setup import close_context, current_context, open_conte
 
 log = logging.getLogger("cds_service.access")
 
+INTERNAL = (500, "internal-error", "the service could not answer; the error was logged")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -69,14 +70,11 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception as exc:  # the last line of defence: a JSON 500, no stack trace, no message
+        except Exception as exc:  # raised by a middleware itself: CatchAll handles the application's
             log.error("unhandled error", extra={"exc_type": type(exc).__name__, "exc_where": _where(exc)})
             status = 500
             if not response_started:
-                await send_json_error(
-                    send, 500, "internal-error", "the service could not answer; the error was logged",
-                    [(b"x-request-id", request_id.encode())],
-                )
+                await send_json_error(send, *INTERNAL, [(b"x-request-id", request_id.encode())])
         finally:
             self._record(scope, status, time.perf_counter() - started)
             close_context(token)
@@ -104,3 +102,31 @@ class AccessLog:
         fields = {k: v for k, v in fields.items() if k not in context}
         level = logging.WARNING if status >= 500 else logging.INFO
         log.log(level, "request", extra=fields)
+
+
+class CatchAll:
+    """Innermost: turns any exception the application lets out into a JSON 500 that still passes
+    through CORS, security headers and the access log. Logs type and place, never the message."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error("unhandled error", extra={"exc_type": type(exc).__name__, "exc_where": _where(exc)})
+            if response_started:
+                raise
+            await send_json_error(send, *INTERNAL)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
-from cds_service.access import AccessLog
+from cds_service.access import AccessLog, CatchAll
 from cds_service.api import router
 from cds_service.auth import build_verifier
 from cds_service.routes import catalog, ops, ui
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     # Added innermost first: AccessLog ends up outermost, so it sees every answer.
+    app.add_middleware(CatchAll)
     app.add_middleware(JsonLimits, max_depth=settings.max_json_depth, max_entries=settings.max_bundle_entries)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     origins = settings.cors_origin_list

@@ -132,7 +132,8 @@ class JsonLimits:
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            if "recursion" in str(exc).lower():
+            message = str(exc).lower()
+            if "recursion" in message or "depth" in message:
                 return 400, "json-too-deep", f"JSON nested deeper than {self.max_depth} levels"
             return None
         depth, entries = json_shape(value)
