@@ -7,6 +7,7 @@ the latest usable one is found. The reason names the first invalid field, never 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +19,9 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
+
+# fhir.resources reports a missing or doubled choice element ([x]) without a location, naming its variants.
+_CHOICE = re.compile(r"from this list \['([a-z][A-Za-z]*?)(?:DateTime|Period|Instant|Timing|CodeableConcept|Reference|Quantity|String|Boolean|Date|Range|Ratio|SampledData|Time|Integer|Age)'")
 
 MODELS = {
     "AllergyIntolerance": AllergyIntolerance,
@@ -39,9 +43,12 @@ def invalid_reason(resource: dict[str, Any]) -> str | None:
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        errors = exc.errors()
-        loc = errors[0].get("loc", ()) if errors else ()
-        field = ".".join(str(p) for p in loc if not isinstance(p, int))[:80] or "resource"
+        errors = exc.errors(include_input=False, include_context=False)
+        first = errors[0] if errors else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if not isinstance(p, int))[:80]
+        if not field:
+            choice = _CHOICE.search(str(first.get("msg", "")))
+            field = f"{choice.group(1)}[x]" if choice else "resource"
         return f"invalid FHIR: {field}"
     except (ValueError, TypeError, RecursionError):
         return "invalid FHIR: resource"
