@@ -194,13 +194,13 @@ class RuleEngine:
 
 
 def choose_engine(requested: str | None) -> tuple[str, str | None]:
-    """The engine to run and, when the request could not be honoured, why (for the log and /healthz)."""
-    available = available_engines()
-    wanted = requested or available[0]
-    if wanted == "durable" and "durable" not in available:
+    """The engine to run and, when durable-rules was wanted (asked for, or the default) but cannot
+    be imported, why not: the caller logs it and /healthz shows it."""
+    if requested not in (None, "durable", "python"):
+        raise ValueError(f"CDS_RULE_ENGINE must be durable or python, not {requested!r}")
+    wanted = requested or "durable"
+    if wanted == "durable" and "durable" not in available_engines():
         return "python", "durable-rules cannot be imported on this interpreter; using the python evaluator"
-    if wanted not in ("durable", "python"):
-        raise ValueError(f"CDS_RULE_ENGINE must be durable or python, not {wanted!r}")
     return wanted, None
 
 

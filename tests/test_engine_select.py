@@ -1,0 +1,87 @@
+"""Choosing the engine (CDS_RULE_ENGINE), the fallback where durable-rules cannot import, both
+engines on the whole rule test suite, and "why not" for every silent rule."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import cds_service.engine as engine_module
+from cds_service import fixtures as fx
+from cds_service.app import create_app
+from cds_service.cli import app as cli
+from cds_service.engine import available_engines, choose_engine
+from cds_service.offline import EXAMPLES_DIR
+from cds_service.ruletests import coverage, load_cases, run_cases
+from tests.conftest import make_settings, outcomes
+
+DURABLE = "durable" in available_engines()
+
+
+@pytest.mark.skipif(not DURABLE, reason="durable-rules does not import here")
+def test_durable_is_the_default_where_it_imports(client):
+    health = client.get("/healthz").json()
+    assert health["engine"] == "durable" and health["engine_note"] is None
+
+
+def test_python_engine_is_chosen_by_setting(tmp_path):
+    app = create_app(make_settings(tmp_path, rule_engine="python"))
+    app.state.runtime.clock = lambda: fx.DEFAULT_NOW
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["engine"] == "python"
+        response = client.post("/cds-services/rls-iron-patient-view", json=fx.cds_request([fx.condition("rls"), fx.ferritin(32, days_ago=20), fx.tsat(15)]))
+        assert outcomes(response) == ["start-oral-iron"]
+
+
+def test_without_durable_rules_the_service_starts_on_python_and_says_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(engine_module, "available_engines", lambda: ["python"])
+    assert choose_engine(None)[0] == "python"
+    assert choose_engine("durable")[0] == "python" and "durable-rules" in choose_engine("durable")[1]
+    with caplog.at_level(logging.WARNING):
+        app = create_app(make_settings(tmp_path))
+    assert any("python evaluator" in r.getMessage() for r in caplog.records)
+    with TestClient(app) as client:
+        health = client.get("/healthz").json()
+    assert health["engine"] == "python"
+    assert "durable-rules cannot be imported" in health["engine_note"]
+
+
+def test_an_unknown_engine_name_is_refused():
+    with pytest.raises(ValueError):
+        choose_engine("drools")
+
+
+@pytest.mark.parametrize("engine", ["durable", "python"] if DURABLE else ["python"])
+def test_both_engines_pass_the_whole_rule_test_suite(tmp_path, engine):
+    app = create_app(make_settings(tmp_path, rule_engine=engine))
+    cases = load_cases()
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["engine"] == engine
+        results = run_cases(client, cases)
+    failed = [f"{r.case.id}: {'; '.join(r.problems)}" for r in results if not r.passed]
+    assert failed == []
+    assert {p: ids for p, ids in coverage(results, app.state.runtime.rulesets).items() if ids} == {}
+
+
+def test_explain_names_the_first_unmet_condition_of_every_silent_rule():
+    runner = CliRunner()
+    bundle = EXAMPLES_DIR / "bundles" / "rls-low-ferritin.json"
+    result = runner.invoke(cli, ["evaluate", str(bundle), "--now", "2026-11-26", "--json", "--explain"])
+    assert result.exit_code == 0, result.output
+    trace = json.loads(result.stdout)["trace"]
+    fired = {f["rule"] for f in trace["fired"]}
+    why = {s["rule"]: s["why"] for s in trace["silent"]}
+    assert "start-oral-iron" in fired
+    # every rule of the profile is accounted for: it fired, or it says why not
+    from cds_service.engine.ruleset import load_all_rulesets
+
+    assert fired | set(why) == {r.id for r in load_all_rulesets()[trace["profile"]].rules}
+    assert all(why.values())
+    assert why["iron-stores-adequate"] == "ferritin.value_ug_per_l > ferritin_low"
+    assert why["order-iron-studies.no-ferritin"] == "ferritin.current is false"
+    table = runner.invoke(cli, ["evaluate", str(bundle), "--now", "2026-11-26", "--explain"], env={"COLUMNS": "250"})
+    assert "ferritin.value_ug_per_l > ferritin_low" in table.output
