@@ -28,7 +28,7 @@ PLACEHOLDERS = frozenset(
     oral_days oral_start oral_trial_days oral_trial_text
     recheck_start_days recheck_end_days recheck_from recheck_to
     iv_days_since iv_date iv_relief_days iv_recheck_days
-    preferred_iv_product dopamine_agonist_caution
+    preferred_iv_product iv_infusion dopamine_agonist_caution
     aggravating_medications dopamine_agonists iv_iron_allergies oral_iron_intolerances
     age_years request_id
     """.split()

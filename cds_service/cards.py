@@ -151,6 +151,7 @@ class CardBuilder:
         ferritin_low = _num(p.get("ferritin_low"))
         iv_high = _num(p.get("ferritin_iv_only_high"))
         oral_start = self._course_start() if f.oral_iron.on_record else None
+        product = texts.get("preferred_iv_product") or "IV iron"
         return {
             "ferritin": (f.ferritin.value_display or (f"{_num(f.ferritin.value_ug_per_l)} ug/L" if f.ferritin.value_ug_per_l is not None else None)) if f.ferritin.current else None,
             "ferritin_date": f.ferritin.date if f.ferritin.current else None,
@@ -158,7 +159,7 @@ class CardBuilder:
             "tsat_date": f.tsat.date if f.tsat.current else None,
             "hb": (f.hemoglobin.value_display or (f"{_num(f.hemoglobin.value_g_dl)} g/dL" if f.hemoglobin.value_g_dl is not None else None)) if f.hemoglobin.current else None,
             "hb_date": f.hemoglobin.date if f.hemoglobin.current else None,
-            "hb_threshold": _num(f.hemoglobin.threshold_g_dl),
+            "hb_threshold": f"{f.hemoglobin.threshold_g_dl:.1f}" if f.hemoglobin.threshold_g_dl is not None else None,
             "ferritin_low": ferritin_low,
             "ferritin_threshold": texts.get("ferritin_threshold_text") or (f"{ferritin_low} ug/L" if ferritin_low else None),
             "ferritin_overload": _num(p.get("ferritin_overload")),
@@ -180,7 +181,8 @@ class CardBuilder:
             "iv_date": ev.iv_iron_date,
             "iv_relief_days": _num(p.get("iv_relief_days")),
             "iv_recheck_days": _num(p.get("iv_recheck_days")),
-            "preferred_iv_product": texts.get("preferred_iv_product") or "IV iron",
+            "preferred_iv_product": product,
+            "iv_infusion": fhir.infusion_name(product),
             "dopamine_agonist_caution": texts.get("dopamine_agonist_caution") or None,
             "aggravating_medications": _names(ev.aggravating_medication_names),
             "dopamine_agonists": _names(ev.dopamine_agonist_names),
@@ -255,8 +257,25 @@ class CardBuilder:
 
     def _reason_line(self, fired: FiredRule) -> str:
         rule = fired.rule
-        text = _escape(rule.reason_text or rule.title) or ""
+        text = _escape(self._with_parameter_values(rule.reason_text or rule.title)) or ""
         return f"({rule.reason}) {text}" if rule.reason else text
+
+    def _with_parameter_values(self, text: str) -> str:
+        """Rule titles may name parameters (`oral_trial_days`); a clinician reads their values."""
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(0)
+            number = _num(self.params.get(name))
+            if number is None:
+                return name.replace("_", " ")
+            unit = str((self.ruleset.parameter_docs.get(name) or {}).get("unit", ""))
+            unit = {"d": "days", "%": "%"}.get(unit, unit)
+            return f"{number} {unit}".strip()
+
+        if not self.params:
+            return text
+        pattern = r"\b(" + "|".join(re.escape(p) for p in sorted(self.params, key=len, reverse=True)) + r")\b"
+        return re.sub(pattern, value, text)
 
     def _safety_sentences(self, md: Mapping[str, str | None]) -> list[str]:
         """Section 3a texts that depend on the situation, not on a template's condition."""
@@ -266,8 +285,6 @@ class CardBuilder:
                 out.append(fill(safety["iv_allergy"], {**md, "iv_iron_allergies": md.get("iv_iron_allergies") or "IV iron"}) or "")
             if self.facts.conditions.pregnancy:
                 out.append(safety["pregnancy_iv"])
-        if self.code == "iron-overload-risk":
-            out.append(safety["tsat_timing"])
         if self.spec and self.spec.child_note and self.facts.patient.is_child:
             out.append(safety["child"])
         return [s for s in out if s]
@@ -364,7 +381,7 @@ class CardBuilder:
             return []  # safety rule 4 and the IV iron allergy exception: specialist input instead
         reasons = [f"({f.rule.reason}) {f.rule.reason_text}" for f in self.fired if f.rule.reason and f.rule.reason_text]
         resource = fhir.iv_iron_referral(self.patient_id or "", self.values["preferred_iv_product"] or "IV iron", reasons)
-        action = Action(type="create", description=f"Refer for IV iron infusion ({self.values['preferred_iv_product']})", resource=resource)
+        action = Action(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)
         return [Suggestion(label=self._label("referral"), uuid=str(uuid.uuid4()), isRecommended=True, actions=[action])]
 
     def _suggest_stop(self) -> list[Suggestion]:

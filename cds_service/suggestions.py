@@ -94,6 +94,11 @@ def ferritin_recheck_request(patient_id: str, opens: date, closes: date, note: s
     return resource
 
 
+def infusion_name(product: str) -> str:
+    """"IV iron infusion", naming the product when the profile prefers a specific one."""
+    return "IV iron infusion" if product.strip().lower() in ("", "iv iron") else f"IV iron infusion ({product})"
+
+
 def iv_iron_referral(patient_id: str, product: str, reasons: list[str]) -> dict[str, Any]:
     """Referral for an IV iron infusion naming the profile's preferred product; reasons carry no patient values."""
     resource: dict[str, Any] = {
@@ -102,11 +107,11 @@ def iv_iron_referral(patient_id: str, product: str, reasons: list[str]) -> dict[
         "intent": "order",
         "priority": "routine",
         "category": [{"coding": [dict(REFERRAL_CATEGORY)]}],
-        "code": {"text": f"Referral for IV iron infusion ({product})"},
+        "code": {"text": f"Referral for {infusion_name(product)}"},
         "subject": _subject(patient_id),
         "reasonCode": [RLS_REASON],
-        "note": [{"text": f"Preferred product: {product}."}],
     }
-    for reason in reasons:
-        resource["note"].append({"text": reason})
+    notes = ([f"Preferred product: {product}."] if infusion_name(product) != "IV iron infusion" else []) + list(reasons)
+    if notes:
+        resource["note"] = [{"text": n} for n in notes]
     return resource

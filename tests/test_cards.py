@@ -62,13 +62,13 @@ def facts(**kw: Any) -> FactSet:
     return FactSet(**base)
 
 
-def fired(outcome: str, rule_id: str | None = None, *, reason: str | None = None, reason_text: str | None = None, indicator: str | None = None, reads: tuple[str, ...] = ("conditions", "ferritin"), source: str = "article", text: str | None = None, strength: str | None = None) -> FiredRule:
+def fired(outcome: str, rule_id: str | None = None, *, reason: str | None = None, reason_text: str | None = None, indicator: str | None = None, reads: tuple[str, ...] = ("conditions", "ferritin"), source: str = "article", text: str | None = None, strength: str | None = None, title: str | None = None) -> FiredRule:
     citation: dict[str, Any] = {"source": source, "text": text or f"Passage for {outcome}.", "section": "clinical-logic.md section 4"}
     if strength:
         citation["strength"] = strength
     rule = Rule(
         id=rule_id or outcome,
-        title=f"Title of {rule_id or outcome}",
+        title=title or f"Title of {rule_id or outcome}",
         outcome=outcome,
         when={"all": [{"fact": t, "field": "x", "is": True} for t in reads]},
         citation=citation,
@@ -233,6 +233,19 @@ def test_cards_are_sorted_by_severity_then_outcome_code():
     ]
 
 
+def test_rule_titles_show_parameter_values_instead_of_names():
+    rule = fired("continue-oral-iron", title="On oral iron for less than oral_trial_days, ferritin at or below ferritin_low", reads=("conditions", "ferritin", "oral_iron"))
+    card = one([rule], SCENARIOS["continue-oral-iron"][1])
+    assert "- On oral iron for less than 28 days, ferritin at or below 50 ug/L" in card["detail"]
+
+
+def test_article_referral_does_not_repeat_a_generic_product_name():
+    card = one(*SCENARIOS["escalate-iv-iron"])
+    (referral,) = resources(card)
+    assert referral["code"]["text"] == "Referral for IV iron infusion"
+    assert card["suggestions"][0]["label"] == "Refer for IV iron infusion"
+
+
 def test_no_rule_fired_gives_no_card():
     assert cards([], facts(ferritin=ferritin(32))) == []
 
@@ -322,7 +335,7 @@ def test_escalation_names_every_reason_that_applied_and_refers_for_iv_iron():
     assert "- (a) ferritin still low after an adequate oral trial" in card["detail"]
     assert "- (d) iron deficiency anemia" in card["detail"]
     assert "the article states 76 %" in card["detail"].lower()
-    assert "Hb 10.9 g/dL (2026-11-20, below the anemia threshold 12 g/dL)" in card["detail"]
+    assert "Hb 10.9 g/dL (2026-11-20, below the anemia threshold 12.0 g/dL)" in card["detail"]
     (referral,) = resources(card)
     assert referral["resourceType"] == "ServiceRequest" and "IV iron infusion" in referral["code"]["text"]
     assert "(a) ferritin still low after an adequate oral trial" in [n["text"] for n in referral["note"]]
