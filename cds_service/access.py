@@ -94,8 +94,6 @@ class AccessLog:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
         }
-        if route is not None:
-            fields["path"] = scope.get("path", "")[:200]
         if service_label != "-":
             fields["service"] = service_label
         context = current_context()

@@ -12,7 +12,7 @@ from cds_service.auth import verify_caller
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.fastjson import OrjsonResponse, OrjsonRoute
 from cds_service.logging_setup import bind
-from cds_service.models import CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback
+from cds_service.models import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback
 from cds_service.runtime import Runtime
 from cds_service.services import Service
 
@@ -34,7 +34,7 @@ def runtime_of(request: Request) -> Runtime:
 def service_of(runtime: Runtime, service_id: str) -> Service:
     service = runtime.services.get(service_id)
     if service is None:
-        raise UnknownService(f"no service {service_id!r}; see GET /cds-services")
+        raise UnknownService("no such service; see GET /cds-services")  # the id is not echoed back
     return service
 
 
@@ -58,7 +58,8 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
     runtime = runtime_of(request)
     service = service_of(runtime, service_id)
     if body.hook != service.hook:
-        raise BadRequest(f"service {service_id} answers hook {service.hook}, not {body.hook}")
+        sent = body.hook if body.hook in HOOKS else "another hook"  # never echo arbitrary input
+        raise BadRequest(f"service {service_id} answers hook {service.hook}, not {sent}")
     try:
         data = await prefetch.gather(body, runtime)
         evaluation = pipeline.evaluate(

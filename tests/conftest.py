@@ -45,3 +45,23 @@ def outcomes(response) -> list[str]:
     """Outcome codes of the cards in a CDS Hooks response, sorted."""
     assert response.status_code == 200, response.text
     return sorted(card["source"]["topic"]["code"] for card in response.json()["cards"])
+
+
+def pytest_sessionstart(session) -> None:
+    """Capture every log record of the run: tests/phi_scan.py fails the run on patient data in logs."""
+    from tests import phi_scan
+
+    phi_scan.install()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    from tests import phi_scan
+
+    found = phi_scan.report()
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", f"patient data in logs: {len(found)} line(s)", red=True)
+            for line in found[:20]:
+                reporter.write_line(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
