@@ -143,3 +143,33 @@ def test_aasm_iv_only_band_refers_for_ferric_carboxymaltose(client):
     check_card(card, "aasm-2024")
     (referral,) = resources(card)
     assert "ferric carboxymaltose" in referral["code"]["text"]
+
+
+# -- order-select and order-sign (clinical-logic.md 3b) -------------------------------------------
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_draft_oral_iron_gets_a_recheck_counted_from_today_not_a_second_order(client, hook):
+    chart = [fx.condition("rls"), fx.ferritin(32, days_ago=20)]
+    cards = post(client, f"/cds-services/rls-iron-{hook}", chart, hook=hook, drafts=[fx.draft_order("ferrous-sulfate")])
+    card = card_for(cards, "continue-oral-iron")
+    check_card(card, "article")
+    (recheck,) = resources(card)
+    assert recheck["resourceType"] == "ServiceRequest"
+    assert recheck["occurrencePeriod"] == {"start": "2026-12-24", "end": "2027-01-07"}
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_draft_iron_with_high_ferritin_is_critical_without_deleting_the_draft(client, hook):
+    chart = [fx.condition("rls"), fx.ferritin(350, days_ago=20)]
+    cards = post(client, f"/cds-services/rls-iron-{hook}", chart, hook=hook, drafts=[fx.draft_order("ferrous-sulfate", mid="draft-1")])
+    card = card_for(cards, "iron-overload-risk")
+    assert card["indicator"] == "critical"
+    assert "suggestions" not in card
+    assert "Do not sign the iron order being placed" in card["detail"]
+
+
+def test_draft_iv_iron_in_pregnancy_warns_about_the_first_trimester(client):
+    chart = [fx.condition("rls"), fx.condition("pregnancy"), fx.ferritin(32, days_ago=20)]
+    cards = post(client, "/cds-services/rls-iron-order-sign", chart, hook="order-sign", drafts=[fx.draft_order("ferric-carboxymaltose")])
+    card = card_for(cards, "pregnancy-iron-needs")
+    assert card["indicator"] == "warning"
+    assert "first trimester" in card["detail"] and "obstetric input" in card["detail"]
