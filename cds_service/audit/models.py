@@ -15,21 +15,27 @@ metadata = MetaData()
 decisions = Table(
     "decisions",
     metadata,
-    Column("id", String(64), primary_key=True, comment="decision id, also in the response extension"),
+    # decision id, also in the response extension
+    Column("id", String(64), primary_key=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("service_id", String(128), nullable=False),
     Column("hook", String(64), nullable=False),
     Column("hook_instance", String(256), nullable=False),
-    Column("patient_key", String(64), nullable=False, comment="HMAC-SHA256 of the patient id"),
-    Column("patient_id", String(256), nullable=True, comment="PHI mode only"),
+    # HMAC-SHA256 of the patient id
+    Column("patient_key", String(64), nullable=False),
+    # PHI mode only
+    Column("patient_id", String(256), nullable=True),
     Column("ruleset_version", String(64), nullable=True),
     Column("profile", String(64), nullable=True),
     Column("engine", String(32), nullable=True),
-    Column("status", Integer, nullable=False, comment="HTTP status of the answer"),
+    # HTTP status of the answer
+    Column("status", Integer, nullable=False),
     Column("error", String(64), nullable=True),
     Column("duration_ms", Float, nullable=False),
-    Column("detail", JSON, nullable=False, comment="silent rules, excluded resources, notes, unknown data"),
-    Column("phi", JSON, nullable=True, comment="PHI mode only: fact values"),
+    # silent rules, excluded resources, notes, unknown data
+    Column("detail", JSON, nullable=False),
+    # PHI mode only: fact values
+    Column("phi", JSON, nullable=True),
     Index("ix_decisions_created_at", "created_at"),
     Index("ix_decisions_hook_instance", "hook_instance"),
     Index("ix_decisions_patient_key", "patient_key"),
@@ -43,7 +49,8 @@ decision_cards = Table(
     Column("card_uuid", String(128), nullable=False),
     Column("outcome", String(64), nullable=True),
     Column("indicator", String(16), nullable=True),
-    Column("summary", Text, nullable=True, comment="PHI mode only"),
+    # PHI mode only
+    Column("summary", Text, nullable=True),
     Index("ix_decision_cards_card_uuid", "card_uuid"),
     Index("ix_decision_cards_decision_id", "decision_id"),
     Index("ix_decision_cards_outcome", "outcome"),
@@ -57,7 +64,8 @@ decision_rules = Table(
     Column("rule_id", String(128), nullable=False),
     Column("outcome", String(64), nullable=False),
     Column("reason", String(64), nullable=True),
-    Column("facts", JSON, nullable=False, comment="fact type -> sources and banded values"),
+    # fact type -> sources and banded values
+    Column("facts", JSON, nullable=False),
     Index("ix_decision_rules_decision_id", "decision_id"),
     Index("ix_decision_rules_rule_id", "rule_id"),
 )
@@ -69,16 +77,20 @@ feedback = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("service_id", String(128), nullable=False),
     Column("card_uuid", String(128), nullable=False),
-    Column("decision_id", String(64), nullable=True, comment="the decision that returned this card, when known"),
-    Column("linked", Boolean, nullable=False, comment="false: no decision returned this card uuid"),
+    # the decision that returned this card, when known
+    Column("decision_id", String(64), nullable=True),
+    # false: no decision returned this card uuid
+    Column("linked", Boolean, nullable=False),
     Column("card_outcome", String(64), nullable=True),
-    Column("outcome", String(16), nullable=False, comment="accepted or overridden"),
+    # accepted or overridden
+    Column("outcome", String(16), nullable=False),
     Column("outcome_timestamp", String(64), nullable=True),
     Column("override_code", String(128), nullable=True),
     Column("override_system", String(256), nullable=True),
     Column("override_display", String(256), nullable=True),
     Column("accepted_suggestions", JSON, nullable=False),
-    Column("user_comment", Text, nullable=True, comment="PHI mode only"),
+    # PHI mode only
+    Column("user_comment", Text, nullable=True),
     Index("ix_feedback_card_uuid", "card_uuid"),
     Index("ix_feedback_received_at", "received_at"),
     Index("ix_feedback_decision_id", "decision_id"),
