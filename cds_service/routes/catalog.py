@@ -2,6 +2,40 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 
 router = APIRouter(tags=["rules"])
+_BUILD_LOCK = threading.Lock()
+
+
+def _catalog(request: Request) -> Any:
+    """Built once per process from the rules this process runs (its test cases included), then kept."""
+    from cds_service.catalog import build_catalog, cases_by_rule
+    from cds_service.engine.ruleset import RULES_DIR
+
+    runtime = request.app.state.runtime
+    with _BUILD_LOCK:
+        built = runtime.extras.get("catalog")
+        if built is None:
+            rules_dir = runtime.settings.rules_dir or RULES_DIR
+            built = build_catalog(rules_dir, cases=cases_by_rule(rules_dir, runtime))
+            runtime.extras["catalog"] = built
+    return built
+
+
+@router.get("/rules/catalog", response_class=HTMLResponse)
+def catalog_html(request: Request) -> HTMLResponse:
+    """The rule catalog as one self-contained HTML page; each rule has the anchor `#<rule-id>`."""
+    from cds_service.catalog import render_html
+
+    return HTMLResponse(render_html(_catalog(request)))
+
+
+@router.get("/rules/catalog.json")
+def catalog_json(request: Request) -> dict[str, Any]:
+    """The same catalog as data: rules, conditions in plain words, parameters per profile, pathway."""
+    return _catalog(request).as_json()
