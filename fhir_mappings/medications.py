@@ -132,7 +132,7 @@ def _gate(resource: dict[str, Any], ctx: Context, draft: bool) -> str | None:
     if resource.get("resourceType") == "MedicationRequest":
         if resource.get("doNotPerform") is True:
             return "doNotPerform"
-        intent = resource.get("intent")
+        intent = status.text_or_none(resource.get("intent"))
         if intent not in status.ORDER_INTENTS:
             return f"intent {intent}" if isinstance(intent, str) and len(intent) <= 32 else "intent missing or unreadable"
     return invalid_reason(resource)
@@ -155,7 +155,7 @@ def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: 
         if problem:
             ctx.trace.exclude(resource, problem)
             return
-        kind, state = resource.get("resourceType"), resource.get("status")
+        kind, state = resource.get("resourceType"), status.text_or_none(resource.get("status"))
         if draft:
             use = Use(resource, match, ctx.today, draft=True)
             for cls, bucket in (("oral_iron", therapy.oral), ("iv_iron", therapy.iv), ("dopamine_agonist", therapy.dopamine), ("rls_aggravating", therapy.aggravating)):
@@ -210,7 +210,7 @@ def _course_start(use: Use, therapy: Therapy, ctx: Context) -> date:
         if prior_id in seen or prior_id not in therapy.oral_orders:
             break
         earlier = therapy.oral_orders[prior_id]
-        if earlier.resource.get("status") not in CHAIN_STATUS:
+        if status.text_or_none(earlier.resource.get("status")) not in CHAIN_STATUS:
             break
         seen.add(prior_id)
         therapy.chain_ids.add(prior_id)
@@ -247,7 +247,7 @@ def therapy_facts(therapy: Therapy, ctx: Context) -> TherapyFacts:
     starts = [_course_start(u, therapy, ctx) for u in on_record] + [ctx.today for _ in oral_drafts]
     oral_start = min(starts) if starts else None
     for order_id, use in sorted(therapy.oral_orders.items()):
-        state = use.resource.get("status")
+        state = status.text_or_none(use.resource.get("status"))
         if state != "active" and order_id not in therapy.chain_ids:
             ctx.trace.exclude(use.resource, f"status {state}" if isinstance(state, str) and len(state) <= 32 else "status missing or unreadable")
     for use in therapy.oral:

@@ -57,7 +57,7 @@ def _analytes(resource: dict[str, Any]) -> tuple[set[str], set[str], str | None]
     found: set[str] = set()
     codes: set[str] = set()
     for system, code, _ in iter_codings(resource.get("code")):
-        if system not in LOINC_SYSTEMS or not isinstance(code, str):
+        if not isinstance(system, str) or system not in LOINC_SYSTEMS or not isinstance(code, str):
             continue
         code = code.strip()
         analyte = LAB_BY_LOINC.get(code)

@@ -14,6 +14,8 @@ from fhir_mappings.errors import MappingInputError
 
 _TYPE_ID = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # the FHIR id syntax
+
 # Where each patient-specific resource type names its patient.
 SUBJECT_FIELD = {
     "Observation": "subject",
@@ -42,7 +44,13 @@ def resolve(reference: Any, full_urls: Mapping[str, str]) -> str | None:
 
 
 def subject_problem(resource: dict[str, Any], patient_id: str, full_urls: Mapping[str, str], required: bool = True) -> str | None:
-    """Why the resource is not the context patient's (an exclusion reason), or None when it is."""
+    """Why the resource is not the context patient's (an exclusion reason), or None when it is.
+
+    A chart resource also needs an id: a fact must name the resource it came from (`required`
+    is false only for draft orders, which the hook itself says are this patient's).
+    """
+    if required and not _ID.match(resource.get("id") if isinstance(resource.get("id"), str) else ""):
+        return "no usable id"
     field = SUBJECT_FIELD.get(resource.get("resourceType", ""), "subject")
     ref = resource.get(field)
     if ref is None:

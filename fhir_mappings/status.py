@@ -18,6 +18,11 @@ ALLERGY_VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/allergyinto
 ORDER_INTENTS = frozenset({"order", "original-order", "reflex-order", "filler-order", "instance-order"})
 
 
+def text_or_none(value: Any) -> str | None:
+    """The value when it is a string (a list or dict in a code field is junk, not a status)."""
+    return value if isinstance(value, str) else None
+
+
 def status_code(concept: Any, system: str) -> str | None | bool:
     """The code of a status CodeableConcept in `system` (a coding without system counts).
 
@@ -34,7 +39,7 @@ def status_code(concept: Any, system: str) -> str | None | bool:
 
 def simple_status(resource: dict[str, Any]) -> str | None:
     """Why a resource with a plain `status` code is unusable as an Observation, or None."""
-    status = resource.get("status")
+    status = text_or_none(resource.get("status"))
     if status in OBSERVATION_OK:
         return None
     if status == "entered-in-error":
