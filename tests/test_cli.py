@@ -49,6 +49,7 @@ def test_evaluate_explain_shows_fired_rule_facts_and_silent_rules():
     assert result.exit_code == 0, result.output
     assert "Fired rules" in result.output and "Silent rules" in result.output
     assert "Observation/ex-rls-low-ferritin-obs-2" in result.output  # the ferritin the card used
+    assert "value_ug_per_l=32.0" in result.output  # and the fact the rule compared
     assert "iron-stores-adequate" in result.output  # silent, with its unmet condition
 
 
@@ -58,6 +59,7 @@ def test_evaluate_explain_lists_excluded_resources():
     body = json.loads(result.stdout)
     assert codes(result.stdout) == ["order-iron-studies"]
     assert any(e["resource"] == "Observation/ex-entered-in-error-ferritin-obs-2" for e in body["trace"]["excluded"])
+    assert body["facts"]["ferritin"]["current"] is False
 
 
 def test_now_changes_the_answer():

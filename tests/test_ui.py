@@ -58,6 +58,7 @@ def test_evaluate_an_example_returns_request_response_and_trace(dev):
     assert body["now"].startswith("2026-11-26")  # the example's own date, not the wall clock
     assert body["request"]["context"]["patientId"] == "ex-failed-oral-trial"
     assert [f["outcome"] for f in body["trace"]["fired"]] and body["trace"]["silent"]
+    assert body["facts"]["oral_iron"]["days"] == 100 and body["facts"]["ferritin"]["value_ug_per_l"] == 35
 
 
 def test_evaluate_an_order_hook_example_uses_its_draft(dev):

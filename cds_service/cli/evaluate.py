@@ -37,9 +37,20 @@ def print_cards(console: Console, evaluation: Any) -> None:
         console.print("No card: nothing to advise for this chart (see --explain for why).")
 
 
-def print_trace(console: Console, trace: dict[str, Any]) -> None:
-    """The decision trace as tables: fired rules, silent rules, excluded resources, notes."""
+def _fields_text(fields: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={json.dumps(value)}" for name, value in fields.items() if value is not None)
+
+
+def print_trace(console: Console, trace: dict[str, Any], facts: dict[str, dict[str, Any]] | None = None) -> None:
+    """The decision trace as tables: facts, fired rules, silent rules, excluded resources, notes."""
     console.print(f"[bold]Decision trace[/bold] {trace['decision_id']}  engine {trace['engine']}, rule set {trace['ruleset_version']}")
+    if facts:
+        table = Table(title="Facts the rules saw", title_justify="left")
+        table.add_column("fact")
+        table.add_column("fields", overflow="fold")
+        for name, fields in facts.items():
+            table.add_row(name, _fields_text(fields))
+        console.print(table)
     fired = Table(title="Fired rules", title_justify="left")
     for column in ("rule", "outcome", "facts used (resources)"):
         fired.add_column(column, overflow="fold")
@@ -101,9 +112,10 @@ def register(app: typer.Typer) -> None:
             body = response_body(evaluation)
             if explain:
                 body["trace"] = evaluation.trace()
+                body["facts"] = evaluation.facts.to_engine()
             typer.echo(json.dumps(body, indent=2))
             return
         console = Console()
         print_cards(console, evaluation)
         if explain:
-            print_trace(console, evaluation.trace())
+            print_trace(console, evaluation.trace(), evaluation.facts.to_engine())

@@ -90,7 +90,7 @@ async def page(request: Request) -> HTMLResponse:
 
 @router.post("/ui/evaluate", dependencies=[Depends(ui_enabled)])
 async def evaluate(body: UIEvaluate, request: Request) -> dict[str, Any]:
-    """Run the pipeline on an example or a pasted document: {request, response, trace, service}."""
+    """Run the pipeline on an example or a pasted document: {request, response, trace, facts, service}."""
     runtime = request.app.state.runtime
     try:
         now = parse_now(body.now)
@@ -117,4 +117,5 @@ async def evaluate(body: UIEvaluate, request: Request) -> dict[str, Any]:
         "request": raw,
         "response": response_body(evaluation),
         "trace": evaluation.trace(),
+        "facts": evaluation.facts.to_engine(),
     }

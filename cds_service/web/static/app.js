@@ -150,11 +150,21 @@ function factsText(facts) {
   return Object.entries(facts || {}).map(([fact, sources]) => `${fact}: ${sources.join(", ") || "-"}`).join("\n");
 }
 
-function renderTrace(trace) {
+function fieldsText(fields) {
+  return Object.entries(fields || {}).filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
+}
+
+function renderTrace(trace, facts) {
   const box = $("trace");
   box.replaceChildren();
   box.append(el("p", { className: "muted small" },
     `decision ${trace.decision_id} · ${trace.profile} · engine ${trace.engine} · as of ${trace.now.slice(0, 10)}`));
+  if (facts) {
+    const details = el("details", { className: "facts" }, el("summary", {}, "Facts the rules saw"));
+    details.append(table(["fact", "fields"], Object.entries(facts).map(([name, fields]) => [name, fieldsText(fields)])));
+    box.append(details);
+  }
   box.append(el("h3", {}, `Fired rules (${trace.fired.length})`));
   box.append(trace.fired.length
     ? table(["rule", "outcome", "facts (resources)"], trace.fired.map((f) => [f.rule, f.outcome, el("pre", {}, factsText(f.facts))]))
@@ -209,7 +219,7 @@ async function run(event) {
     currentService = result.data.service;
     $("service-id").textContent = `${result.data.service}, as of ${result.data.now.slice(0, 10)}`;
     renderCards(result.data.response.cards);
-    renderTrace(result.data.trace);
+    renderTrace(result.data.trace, result.data.facts);
     $("request-json").textContent = JSON.stringify(result.data.request, null, 2);
     $("response-json").textContent = JSON.stringify(result.data.response, null, 2);
     const n = result.data.response.cards.length;
