@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cds_service.fhir")
 
+# httpx logs every request URL at INFO, and search URLs carry the patient id: keep its loggers to
+# warnings. What a fetch did is logged by prefetch.py as key, host and status only.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Largest single response body read from the FHIR server (after decompression)."""
 

@@ -7,12 +7,13 @@ never fetches a key the EHR answered (even with `null` or an OperationOutcome).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cds_service import fixtures as fx
+from cds_service.app import create_app
 from cds_service.services import prefetch_templates
 from fhir_mappings.valuesets import lab_loinc_codes
 from tests.conftest import make_settings, outcomes
@@ -30,9 +31,14 @@ SEARCH_TYPES = {
 }
 
 
-@pytest.fixture
-def settings(tmp_path: Path):
-    return make_settings(tmp_path, fhir_connect_timeout=0.5, fhir_read_timeout=0.5, fhir_total_timeout=1.5)
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app for the module (building one compiles the rules). Generous timeouts: nothing here
+    should fail, even on a loaded machine; the failure tests use short ones."""
+    app = create_app(make_settings(tmp_path_factory.mktemp("prefetch-fetch"), fhir_read_timeout=5.0, fhir_total_timeout=10.0))
+    app.state.runtime.clock = lambda: fx.DEFAULT_NOW
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 @pytest.fixture
@@ -154,8 +160,6 @@ def test_the_patient_id_is_url_encoded_in_search_queries(client, fhir):
 
 
 def test_the_shared_client_is_reused_and_closed_at_shutdown(app, fhir):
-    from fastapi.testclient import TestClient
-
     from cds_service.fhir_client import EXTRAS_KEY
 
     request = request_with(fhir, [fx.condition("rls")], absent=("labs",))
