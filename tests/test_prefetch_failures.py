@@ -212,3 +212,27 @@ def test_the_token_never_reaches_the_logs_or_the_answer(client, fhir, caplog):
     assert TOKEN not in caplog.text
     warnings = [r for r in caplog.records if r.getMessage() == "prefetch key not obtained"]
     assert [(r.key, r.reason, r.host) for r in warnings] == [("labs", "http-401", "127.0.0.1")]
+
+
+def test_a_next_link_to_another_name_for_the_same_server_is_not_followed(client, fhir):
+    """Origins are compared as written (scheme, host, port): `localhost` is not `127.0.0.1`."""
+    fhir.page_size = 1
+    fhir.resources += [fx.ferritin(150, days_ago=200)]
+    fhir.next_base = f"http://localhost:{fhir.port}/fhir"
+
+    failures = failed(client.post(SERVICE, json=labs_absent(fhir.url)))
+
+    assert [(f["key"], f["reason"]) for f in failures] == [("labs", "off-server-link")]
+    assert len(fhir.requests_for("Observation")) == 1
+
+
+@pytest.mark.parametrize("suffix", ["?_format=json", "#part"])
+def test_a_fhir_server_that_is_not_a_base_url_is_412(client, fhir, suffix):
+    failures = failed(client.post(SERVICE, json=labs_absent(fhir.url + suffix)))
+    assert [(f["key"], f["reason"]) for f in failures] == [("labs", "invalid-fhir-server")]
+    assert fhir.requests == []
+
+
+def test_a_fhir_server_that_is_not_http_is_rejected_before_any_fetch(client):
+    response = client.post(SERVICE, json=labs_absent("file:///etc/passwd"))
+    assert response.status_code == 400
