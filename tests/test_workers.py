@@ -1,0 +1,141 @@
+"""Crash containment: a worker killed by SIGSEGV (what a durable-rules crash looks like) is replaced,
+the service keeps answering, and only the requests in flight in that worker fail.
+
+Starts the real `cds-service serve --workers 2` on a free loopback port, sends steady load from a
+few client threads (one connection per request, so a request can only fail if that worker held
+it), kills one worker, and watches the supervisor start a replacement.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cds_service import fixtures as fx
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENTS = 4
+REQUEST = fx.cds_request([fx.condition("rls"), fx.ferritin(32, days_ago=20)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def workers_of(parent: int) -> set[int]:
+    """Worker processes of the supervisor: its spawned children, not multiprocessing's helpers."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"resource_tracker" not in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def wait_for(predicate, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "CDS_AUTH_MODE": "off",
+        "CDS_MODE": "production",
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'decisions.db'}",
+        "CDS_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200 and len(workers_of(proc.pid)) == 2
+        except httpx.HTTPError:
+            return False
+
+    if not wait_for(healthy, 60, 0.25):
+        proc.kill()
+        pytest.fail("the service did not start: " + proc.stderr.read().decode()[-2000:])
+    yield proc, base
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_segfaulting_worker_is_replaced_and_only_its_in_flight_requests_fail(server):
+    proc, base = server
+    url = f"{base}/cds-services/rls-iron-patient-view"
+    results: list[tuple[float, int | str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            while not stop.is_set():
+                try:
+                    status: int | str = client.post(url, json=REQUEST, headers={"Connection": "close"}).status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                with lock:
+                    results.append((time.monotonic(), status))
+
+    threads = [threading.Thread(target=load) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    before = workers_of(proc.pid)
+    victim = min(before)
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGSEGV)
+    replacement = wait_for(lambda: (workers_of(proc.pid) - before) or None, 20)
+    time.sleep(2)  # keep the load on the new pair of workers
+    stop.set()
+    for t in threads:
+        t.join(15)
+
+    assert replacement, "the supervisor did not start a replacement worker"
+    assert proc.poll() is None, "the supervisor itself died"
+    assert len(workers_of(proc.pid)) == 2
+    failures = [(t, s) for t, s in results if s != 200]
+    successes_after = [t for t, s in results if s == 200 and t > killed_at]
+    assert len(results) > 20
+    # Only what the dead worker held can fail: at most one request per client thread, all at the kill.
+    assert len(failures) <= CLIENTS, failures
+    assert all(t - killed_at < 5 for t, _ in failures), failures
+    assert all(isinstance(s, str) or s == 200 for _, s in results), "a surviving worker answered an error"
+    assert len(successes_after) >= 10
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
