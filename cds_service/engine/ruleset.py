@@ -43,7 +43,11 @@ class Rule:
 
     def fact_types(self) -> tuple[str, ...]:
         """The fact types this rule reads, sorted: used for matched facts and unknown-data silencing."""
-        return tuple(sorted({leaf["fact"] for leaf in iter_leaves(self.when)}))
+        cached = self.__dict__.get("_fact_types")
+        if cached is None:  # computed once per rule (every evaluation asks for it)
+            cached = tuple(sorted({leaf["fact"] for leaf in iter_leaves(self.when)}))
+            object.__setattr__(self, "_fact_types", cached)
+        return cached
 
 
 @dataclass(frozen=True)
