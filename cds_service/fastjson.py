@@ -14,10 +14,15 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 
+PARSED_KEY = "cds.parsed_json"
+_UNPARSED = object()
+
+
 class OrjsonRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
+            parsed = self.scope.get(PARSED_KEY, _UNPARSED)  # already parsed by limits.JsonLimits
+            self._json = orjson.loads(await self.body()) if parsed is _UNPARSED else parsed
         return self._json
 
 

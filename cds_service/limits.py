@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cds_service.fastjson import PARSED_KEY
+
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
@@ -74,28 +76,57 @@ class _TooLarge(Exception):
     pass
 
 
-def json_shape(value: Any) -> tuple[int, int]:
-    """(nesting depth, number of Bundle entries anywhere in it), without recursion."""
-    max_depth = 0
-    entries = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            max_depth = max(max_depth, depth)
-            if node.get("resourceType") == "Bundle" and isinstance(node.get("entry"), list):
-                entries += len(node["entry"])
-            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
-        elif isinstance(node, list):
-            max_depth = max(max_depth, depth)
-            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
-    return max_depth, entries
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(body: bytes, limit: int) -> int:
+    """Nesting depth of valid JSON bytes, counted on its brackets outside strings.
+
+    Escapes are dropped (`\\\\` first, then `\\"`), so the remaining quotes delimit strings and
+    every other piece is outside one: all C-speed byte operations, then one pass over the
+    brackets only. Stops counting once over `limit`.
+    """
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for char in skeleton:
+        if char in (91, 123):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        else:
+            depth -= 1
+    return deepest
+
+
+def bundle_entries(request: Any) -> int:
+    """Entries of the Bundles the service reads: every prefetch value and context.draftOrders,
+    nested Bundles included."""
+    if not isinstance(request, dict):
+        return 0
+    roots: list[Any] = []
+    prefetch = request.get("prefetch")
+    if isinstance(prefetch, dict):
+        roots.extend(prefetch.values())
+    context = request.get("context")
+    if isinstance(context, dict):
+        roots.append(context.get("draftOrders"))
+    count = 0
+    while roots:
+        node = roots.pop()
+        if not (isinstance(node, dict) and node.get("resourceType") == "Bundle" and isinstance(node.get("entry"), list)):
+            continue
+        count += len(node["entry"])
+        roots.extend(entry.get("resource") for entry in node["entry"] if isinstance(entry, dict))
+    return count
 
 
 class JsonLimits:
     """400 for JSON nested deeper than `max_depth`; 413 for more than `max_entries` Bundle entries.
 
-    Counts entries of every Bundle in the body (prefetch, nested Bundles, draftOrders): a chart
+    Counts the entries of the Bundles in prefetch and draftOrders (nested ones too): a chart
     that large would tie up a worker for seconds. Bodies that are not JSON pass through: the
     route answers those with its own 400. The body (already bounded by BodySizeLimit) is
     buffered once and replayed to the application.
@@ -120,13 +151,13 @@ class JsonLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = self._problem(body)
+        problem = self._problem(body, scope)
         if problem is not None:
             await send_json_error(send, *problem)
             return
         await self.app(scope, _replay([body], None, receive), send)
 
-    def _problem(self, body: bytes) -> tuple[int, str, str] | None:
+    def _problem(self, body: bytes, scope: Scope) -> tuple[int, str, str] | None:
         if not body.strip():
             return None
         try:
@@ -136,11 +167,11 @@ class JsonLimits:
             if "recursion" in message or "depth" in message:
                 return 400, "json-too-deep", f"JSON nested deeper than {self.max_depth} levels"
             return None
-        depth, entries = json_shape(value)
-        if depth > self.max_depth:
+        if json_depth(body, self.max_depth) > self.max_depth:
             return 400, "json-too-deep", f"JSON nested deeper than {self.max_depth} levels"
-        if entries > self.max_entries:
+        if bundle_entries(value) > self.max_entries:
             return 413, "too-many-entries", f"more than {self.max_entries} Bundle entries in one request"
+        scope[PARSED_KEY] = value  # the route reuses it instead of parsing the body again
         return None
 
 
