@@ -26,7 +26,11 @@ FORMAT = "rls-iron-rule-tests/1"
 HOOKS = ("patient-view", "order-select", "order-sign")
 CASE_KEYS = {
     "name", "description", "profile", "hook", "now", "patient", "resources", "drafts", "selections",
-    "expect", "expect_rules", "expect_not_rules", "indicators",
+    "expect", "expect_rules", "expect_not_rules", "indicators", "unknown",
+}
+UNKNOWN_OUTCOME = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "exception", "diagnostics": "the EHR could not provide this data"}],
 }
 
 # Compact resource form -> builder. Builders in NOW_AWARE take `now=` (dates count back from it).
@@ -235,6 +239,10 @@ def _cases(raw: Mapping[str, Any], file: str, default_profile: Any, prefixes: Ma
         selections=selections,
         with_patient=patient is not None,
     )
+    for key in _as_list(raw.get("unknown"), where, "unknown"):
+        if key not in request["prefetch"]:
+            raise RuleCaseError(f"{where}: unknown prefetch key {key!r} (one of {', '.join(sorted(request['prefetch']))})")
+        request["prefetch"][key] = copy.deepcopy(UNKNOWN_OUTCOME)
     cases = []
     for profile in _profiles(raw.get("profile", default_profile), where, prefixes):
         expect = _per_profile(raw["expect"], profile, prefixes)
