@@ -145,3 +145,15 @@ def test_a_failing_key_server_is_not_hammered(tmp_path, jwks_server):
 
     asyncio.run(scenario())
     assert jwks_server.fetches("/down") == 1
+
+
+def test_the_documented_example_loads_and_holds_the_sandbox_key(tmp_path):
+    example = yaml.safe_load((ROOT / "docs" / "trusted-clients.example.yaml").read_text())
+    example["clients"] = [c for c in example["clients"] if "jwks_file" not in c]  # its key file is illustrative
+    path = tmp_path / "clients.yaml"
+    path.write_text(yaml.safe_dump(example))
+    clients = load_trusted_clients(path)
+    sandbox = clients["https://sandbox.cds-hooks.org"].local_keys["44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"]
+    from cds_service.auth import _public_key
+
+    assert _public_key(sandbox, "ES384", "sandbox").algorithm_name == "ES384"
