@@ -195,3 +195,9 @@ def test_examples_requests_writes_one_file_per_outcome(tmp_path: Path):
     assert "start-oral-iron" in written and len(written) == 10
     for path in tmp_path.glob("*.json"):
         assert path.read_text(encoding="utf-8") == (EXAMPLES_DIR / "requests" / path.name).read_text(encoding="utf-8")
+
+
+def test_examples_check_agrees_with_the_manifest():
+    result = run("examples", "check")
+    assert result.exit_code == 0, result.output
+    assert "DIFFERS" not in result.output and "failed-oral-trial" in result.output

@@ -19,8 +19,6 @@ SPEC_OUTCOMES = {
     "iron-overload-risk", "screen-for-rls", "pregnancy-iron-needs", "add-iron-to-dopamine-agonist",
     "review-aggravating-medication",
 }
-# Examples whose outcome the rule set cannot produce yet (rules and mappings in progress): temporary.
-PENDING: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +45,6 @@ CASES = [(e, p) for e in EXAMPLES for p in ("article", "aasm-2024")]
 
 @pytest.mark.parametrize("example,profile", CASES, ids=[f"{e.name}-{p}" for e, p in CASES])
 def test_example_gives_its_expected_outcomes(api, example: Example, profile: str):
-    if example.name in PENDING:
-        pytest.xfail(PENDING[example.name])
     response = post_example(api, example, profile)
     assert outcomes(response) == sorted(example.expected_for(profile)), example.title
     by_outcome = {card["source"]["topic"]["code"]: card for card in response.json()["cards"]}
