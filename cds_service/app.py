@@ -111,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["authorization", "content-type", "x-request-id"],
             expose_headers=["x-request-id"],
             max_age=600,
+            # Chrome's preflight from a public page (the CDS Hooks sandbox) to localhost asks this.
+            allow_private_network=settings.development,
         )
     app.add_middleware(SecurityHeaders, hsts=(settings.public_url or "").startswith("https://"))
     app.add_middleware(AccessLog, services=set(runtime.services))

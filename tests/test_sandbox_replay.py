@@ -123,6 +123,21 @@ def test_preflight_from_the_sandbox_origin_is_allowed(api):
         assert "POST" in response.headers["access-control-allow-methods"]
 
 
+def test_private_network_preflight_to_localhost_is_allowed_in_development(api):
+    """Chrome asks before a public https page (the sandbox) may call a service on localhost."""
+    response = api.options(
+        "/cds-services/rls-iron-patient-view",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-private-network"] == "true"
+
+
 def test_discovery_lists_the_three_hooks_the_sandbox_fires(api):
     response = api.get("/cds-services", headers={"Origin": ORIGIN, "Authorization": "Bearer ignored-in-development"})
     assert response.status_code == 200
