@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -74,7 +73,11 @@ class DecisionLog:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.store = Store(self.settings.database_url)
-        records, files = await asyncio.to_thread(self.spill.take_for_replay)
+        try:
+            records, files = await asyncio.to_thread(self.spill.take_for_replay)
+        except OSError as exc:
+            records, files = [], []
+            log.error("spilled decision-log records could not be read; they stay on disk (%s)", type(exc).__name__, extra={"directory": str(self.spill.directory)})
         if records:
             self.queue.extendleft(reversed(records))
             log.info("replaying spilled decision-log records", extra={"records": len(records)})
@@ -197,7 +200,13 @@ class DecisionLog:
                 if not self.queue and not self._stopping.is_set():
                     await self._wake.wait()
                 continue
-            if await self._write_next():
+            try:
+                written = await self._write_next()
+            except Exception as exc:  # a bug here must not stop the writer for the life of the process
+                metrics.DECISION_LOG_FAILURES.inc()
+                log.error("decision-log writer error (%s)", type(exc).__name__)
+                written = False
+            if written:
                 delay = self.retry_initial
                 continue
             if self._stopping.is_set():
@@ -209,7 +218,8 @@ class DecisionLog:
             delay = min(delay * 2, self.retry_max)
 
     async def _write_next(self) -> bool:
-        batch = list(islice(self.queue, self.batch_size))
+        # Indexing (not iterating) tolerates appends from another thread while the batch is taken.
+        batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
         try:
             await asyncio.to_thread(self._write_batch, batch)
         except Exception as exc:
