@@ -204,6 +204,11 @@ def build_verifier(settings: Settings) -> JWTVerifier | None:
     assert settings.trusted_clients is not None
     clients = load_trusted_clients(settings.trusted_clients)
     log.info("JWT verification on", extra={"clients": len(clients)})
+    if not settings.public_url:
+        log.warning(
+            "CDS_PUBLIC_URL is not set: the JWT audience is checked against the URL each request names "
+            "(its Host header); set CDS_PUBLIC_URL in production"
+        )
     return JWTVerifier(clients, KeyStore(clients, ttl=settings.jwks_cache_seconds), ReplayCache(), settings.jwt_clock_skew_seconds)
 
 
