@@ -119,3 +119,16 @@ def test_dismissing_a_card_posts_feedback(browser, server, tmp_path):
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#cards .card .feedback"), "feedback recorded"))
     assert "card--dismissed" in card.get_attribute("class").split()
     browser.save_screenshot(str(tmp_path / "dismissed.png"))
+
+
+def test_card_detail_markdown_is_rendered_safely(browser, server):
+    """Detail is Markdown from the service: rendered as a subset, with any HTML escaped first."""
+    browser.get(server + "/")
+    html = browser.execute_script(
+        "return renderMarkdown(arguments[0])",
+        "**Ferritin** 32 `ng/mL`\n\n- one\n- two\n\n<img src=x onerror=alert(1)> [ok](https://example.org/a?b=1&c=2) [bad](javascript:alert(1))",
+    )
+    assert "<strong>Ferritin</strong>" in html and "<code>ng/mL</code>" in html and "<ul><li>one</li><li>two</li></ul>" in html
+    assert "<img" not in html and "&lt;img" in html
+    assert 'href="https://example.org/a?b=1&amp;c=2"' in html
+    assert 'href="javascript' not in html and "bad" in html  # the label stays, the link does not

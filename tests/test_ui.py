@@ -106,3 +106,11 @@ def test_example_titles_are_escaped_in_the_page(dev, monkeypatch):
     monkeypatch.setattr(ui, "load_examples", lambda: (*load_examples(), evil))
     html = dev.get("/").text
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_evaluate_a_pasted_cds_hooks_request(dev):
+    request = fx.cds_request([fx.condition("rls"), fx.ferritin(30, days_ago=10)])
+    response = dev.post("/ui/evaluate", json={"bundle": request, "hook": "patient-view", "now": "2026-11-26"})
+    assert response.status_code == 200, response.text
+    assert response.json()["request"]["hookInstance"] == request["hookInstance"]  # used as is
+    assert codes(response.json()) == ["start-oral-iron"]

@@ -202,6 +202,10 @@ async function run(event) {
   const pasted = $("bundle").value.trim();
   if (pasted) {
     try { body.bundle = JSON.parse(pasted); } catch (e) { status.textContent = `The pasted text is not JSON: ${e.message}`; status.className = "status error"; return; }
+    if (body.bundle && typeof body.bundle.hook === "string") {
+      body.hook = body.bundle.hook;  // a pasted CDS Hooks request is sent as is, with its own hook
+      $("hook").value = body.bundle.hook;
+    }
   } else {
     body.example = $("example").value || null;
   }
