@@ -83,7 +83,7 @@ class HemoglobinFact:
     current: bool = doc("a usable hemoglobin exists within hb_lookback_days", False)
     value_g_dl: float | None = doc("latest current hemoglobin in g/dL")
     days_ago: int | None = doc("days between the result's effective date and now")
-    threshold_g_dl: float | None = doc("the patient's anemia threshold (None under 6 months or when age is unknown for a child)")
+    threshold_g_dl: float | None = doc("the patient's anemia threshold (None under 6 months; unknown age uses the adult threshold for the sex)")
     anemic: bool = doc("current hemoglobin below the patient's threshold", False)
     date: str | None = doc("effective date, YYYY-MM-DD (UTC)")
     value_display: str | None = doc("value and unit as reported, for card text")
@@ -130,7 +130,7 @@ class MedicationsFact:
     type_name: ClassVar[str] = "medications"
     dopamine_agonist: bool = doc("an active pramipexole, ropinirole or rotigotine order or statement (drafts included)", False)
     draft_dopamine_agonist: bool = doc("a draft dopamine agonist order in this hook", False)
-    aggravating: bool = doc("an active RLS-aggravating medication (antidepressant, sedating antihistamine, dopamine antagonist)", False)
+    aggravating: bool = doc("an active RLS-aggravating medication (antidepressant, sedating antihistamine, dopamine antagonist; drafts included; never bupropion)", False)
 
 
 @dataclass(frozen=True)

@@ -67,5 +67,6 @@ def anemia_threshold(patient: PatientFact, pregnant: bool, ctx: Context) -> floa
         return float(p("hb_threshold_male_g_dl", 13.0))
     if patient.sex == "female":
         return float(p("hb_threshold_female_g_dl", 12.0))
-    ctx.trace.note("sex unknown: 12.0 g/dL anemia threshold used")
-    return float(p("hb_threshold_sex_unknown_g_dl", 12.0))
+    threshold = float(p("hb_threshold_sex_unknown_g_dl", 12.0))
+    ctx.trace.note(f"sex unknown: {threshold} g/dL anemia threshold used")
+    return threshold
