@@ -147,9 +147,10 @@ async def fetch_keys(request: CDSRequest, runtime: "Runtime", queries: Mapping[s
     }
     done, pending = await asyncio.wait(tasks.values(), timeout=settings.fhir_total_timeout)
     for task in pending:
+        # Not awaited: a task inside a DNS lookup (a worker thread) only ends when the lookup
+        # does, and the budget must hold regardless. Its outcome is retrieved and dropped.
+        task.add_done_callback(_discard)
         task.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
 
     fetched: dict[str, Any] = {}
     failures: list[Failure] = []
@@ -184,6 +185,11 @@ async def _fetch_one(
             raise FetchError("unexpected-resource", f"the read did not return {read.group(1)}/{{context.patientId}}")
         return resource
     return await client.search(_url(base, query, patient_id), origin, token, budget)
+
+
+def _discard(task: "asyncio.Task[Any]") -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _url(base: httpx.URL, query: str, patient_id: str) -> httpx.URL:
