@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from unittest.mock import patch
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from cds_service.app import create_app
 from cds_service.audit.models import metadata
+from cds_service.engine.ruleset import load_all_rulesets
 from cds_service.fixtures import DEFAULT_NOW
 from tests.conftest import make_settings
 
@@ -63,9 +65,21 @@ def db_url(request, tmp_path: Path) -> str:
     return database_url_for(request.param, tmp_path)
 
 
+_RULESETS: dict[str, Any] = {}
+
+
+def _cached_rulesets(rules_dir: Path) -> Any:
+    """Rule files parsed once per test session (they are immutable values): these tests build many apps."""
+    key = str(rules_dir)
+    if key not in _RULESETS:
+        _RULESETS[key] = load_all_rulesets(rules_dir)
+    return _RULESETS[key]
+
+
 def build_app(tmp_path: Path, database_url: str, **overrides: Any):
     """An app on `database_url`, fixed clock, fast retries, spill file under tmp_path/spill."""
-    app = create_app(make_settings(tmp_path, database_url=database_url, **overrides))
+    with patch("cds_service.runtime.load_all_rulesets", _cached_rulesets):
+        app = create_app(make_settings(tmp_path, database_url=database_url, **overrides))
     app.state.runtime.clock = lambda: DEFAULT_NOW
     log = app.state.runtime.decision_log
     log.spill.directory = tmp_path / "spill"

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cds_service import fixtures as fx
 from cds_service.cli import app as cli
-from tests.test_audit_support import SERVICE, db_url, decision_log, feedback_body, rows, running  # noqa: F401
+from tests.test_audit_support import DB_KINDS, SERVICE, database_url_for, feedback_body, running
 
 LOW_FERRITIN = [fx.condition("rls"), fx.ferritin(31.7, days_ago=20)]
 HIGH_FERRITIN = [fx.condition("rls"), fx.ferritin(180, days_ago=20)]
@@ -23,9 +23,14 @@ def run(url: str, *args: str):
     return result
 
 
-@pytest.fixture
-def seeded(tmp_path, db_url):
-    """Three decisions (two start-oral-iron, one iron-stores-adequate) and feedback on their cards."""
+@pytest.fixture(scope="module", params=DB_KINDS)
+def seeded(request, tmp_path_factory):
+    """Three decisions (two start-oral-iron, one iron-stores-adequate) and feedback on their cards.
+
+    Built once per database for the module: the commands below only read.
+    """
+    tmp_path = tmp_path_factory.mktemp("cli")
+    db_url = database_url_for(request.param, tmp_path)
     with running(tmp_path, db_url) as client:
         low = [client.post(SERVICE, json=fx.cds_request(LOW_FERRITIN)).json() for _ in range(2)]
         high = client.post(SERVICE, json=(high_request := fx.cds_request(HIGH_FERRITIN))).json()
