@@ -284,14 +284,19 @@ def full_url_bundle(resources: list[dict[str, Any]], style: str = "uuid", base: 
     return {"resourceType": "Bundle", "type": "searchset", "entry": entries}, urls
 
 
+_PARAMS_CACHE: dict[str, dict[str, Any]] = {}
+
+
 def article_params() -> dict[str, Any]:
-    """The parameter values of rules/profiles/article.yaml (name -> value)."""
-    from pathlib import Path
+    """The parameter values of rules/profiles/article.yaml (name -> value); read once, a fresh copy each call."""
+    if "article" not in _PARAMS_CACHE:
+        from pathlib import Path
 
-    import yaml
+        import yaml
 
-    path = Path(__file__).resolve().parent.parent / "rules" / "profiles" / "article.yaml"
-    return {name: spec["value"] for name, spec in yaml.safe_load(path.read_text(encoding="utf-8"))["parameters"].items()}
+        path = Path(__file__).resolve().parent.parent / "rules" / "profiles" / "article.yaml"
+        _PARAMS_CACHE["article"] = {name: spec["value"] for name, spec in yaml.safe_load(path.read_text(encoding="utf-8"))["parameters"].items()}
+    return dict(_PARAMS_CACHE["article"])
 
 
 def mapping_input(resources: list[dict[str, Any]], *, patient_id: str = DEFAULT_PATIENT, now: datetime = DEFAULT_NOW, hook: str = "patient-view", drafts: list[dict[str, Any]] | None = None, full_urls: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> Any:
