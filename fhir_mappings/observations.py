@@ -106,9 +106,6 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
         if isinstance(converted, str):
             ctx.trace.exclude(resource, converted)
             return
-        if analyte == "tsat" and converted.value > 100:
-            ctx.trace.exclude(resource, "value out of range for a saturation")
-            return
         quantity = resource["valueQuantity"]
         out[analyte].append(
             LabResult(

@@ -32,6 +32,15 @@ ALIASES: dict[str, str] = {
     "ug/dL": "ug/dL", "ug/dl": "ug/dL", "µg/dL": "ug/dL", "μg/dL": "ug/dL", "mcg/dL": "ug/dL", "mcg/dl": "ug/dL",
     "umol/L": "umol/L", "umol/l": "umol/L", "µmol/L": "umol/L", "μmol/L": "umol/L", "µmol/l": "umol/L", "μmol/l": "umol/L",
 }
+# Canonical values outside these bounds cannot be real: the unit is most likely wrong (a g/L result
+# labelled g/dL), so the result is unusable rather than trusted.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "ferritin": (0.0, 100000.0),
+    "hemoglobin": (1.0, 30.0),
+    "tsat": (0.0, 100.0),
+    "serum_iron": (0.0, 2000.0),
+    "tibc": (0.0, 2000.0),
+}
 # Values converted with a factor are rounded so that boundaries stay exact (120 g/L = 12.0 g/dL).
 ROUND_DIGITS = 2
 
@@ -79,4 +88,7 @@ def to_canonical(quantity: Any, analyte: str) -> Converted | str:
     if factor is None:
         return f"unit {safe_unit_text(reported)} not convertible to {canonical}"
     converted = float(value) if factor == 1.0 else round(float(value) * factor, ROUND_DIGITS)
+    low, high = PLAUSIBLE[analyte]
+    if not low <= converted <= high:
+        return f"value implausible in {safe_unit_text(reported)}"
     return Converted(converted, reported)

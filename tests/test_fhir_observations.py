@@ -256,7 +256,14 @@ def test_measured_tsat_wins_on_its_day_and_derived_wins_when_newer():
 def test_tsat_above_100_percent_is_unusable():
     fs = facts(fx.tsat(140, oid="t"))
     assert fs.tsat.current is False
-    assert ("t", "value out of range for a saturation") in reasons(fs)
+    assert ("t", "value implausible in %") in reasons(fs)
+
+
+def test_hemoglobin_in_g_per_l_labelled_g_dl_is_implausible_not_trusted():
+    fs = facts(fx.hemoglobin(121, unit="g/dL", ucum="g/dL", oid="h"))
+    assert fs.hemoglobin.current is False
+    assert ("h", "value implausible in g/dL") in reasons(fs)
+    assert facts(fx.hemoglobin(30, oid="h")).hemoglobin.current is True
 
 
 def test_observations_of_other_tests_are_ignored_silently():
