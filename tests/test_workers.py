@@ -1,7 +1,7 @@
 """Crash containment: a worker killed by SIGSEGV (what a durable-rules crash looks like) is replaced,
 the service keeps answering, and only the requests in flight in that worker fail.
 
-Starts the real `cds-service serve --workers 2` on a free loopback port, sends steady load from a
+Starts the real `cds-service serve --workers N` (N = 2, and 1: supervised too) on a free loopback port, sends steady load from a
 few client threads (one connection per request, so a request can only fail if that worker held
 it), kills one worker, and watches the supervisor start a replacement.
 """
@@ -62,8 +62,9 @@ def wait_for(predicate, timeout: float, step: float = 0.1):
     return None
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(params=[2, 1], ids=["2-workers", "1-worker"])
+def server(request, tmp_path):
+    workers = request.param
     port = free_port()
     env = {
         **os.environ,
@@ -73,21 +74,21 @@ def server(tmp_path):
         "CDS_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
 
     def healthy():
         try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200 and len(workers_of(proc.pid)) == 2
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200 and len(workers_of(proc.pid)) == workers
         except httpx.HTTPError:
             return False
 
     if not wait_for(healthy, 60, 0.25):
         proc.kill()
         pytest.fail("the service did not start: " + proc.stderr.read().decode()[-2000:])
-    yield proc, base
+    yield proc, base, workers
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(15)
@@ -97,14 +98,14 @@ def server(tmp_path):
 
 
 def test_a_segfaulting_worker_is_replaced_and_only_its_in_flight_requests_fail(server):
-    proc, base = server
+    proc, base, workers = server
     url = f"{base}/cds-services/rls-iron-patient-view"
     results: list[tuple[float, int | str]] = []
     lock = threading.Lock()
     stop = threading.Event()
 
     def load():
-        with httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        with httpx.Client(timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             while not stop.is_set():
                 try:
                     status: int | str = client.post(url, json=REQUEST, headers={"Connection": "close"}).status_code
@@ -122,14 +123,15 @@ def test_a_segfaulting_worker_is_replaced_and_only_its_in_flight_requests_fail(s
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGSEGV)
     replacement = wait_for(lambda: (workers_of(proc.pid) - before) or None, 20)
-    time.sleep(2)  # keep the load on the new pair of workers
+    ready = wait_for(lambda: httpx.get(f"{base}/healthz", timeout=60).status_code == 200, 60)
+    time.sleep(2)  # keep the load on the replacement
     stop.set()
     for t in threads:
         t.join(15)
 
     assert replacement, "the supervisor did not start a replacement worker"
     assert proc.poll() is None, "the supervisor itself died"
-    assert len(workers_of(proc.pid)) == 2
+    assert ready and len(workers_of(proc.pid)) == workers
     failures = [(t, s) for t, s in results if s != 200]
     successes_after = [t for t, s in results if s == 200 and t > killed_at]
     assert len(results) > 20
@@ -139,3 +141,21 @@ def test_a_segfaulting_worker_is_replaced_and_only_its_in_flight_requests_fail(s
     assert all(isinstance(s, str) or s == 200 for _, s in results), "a surviving worker answered an error"
     assert len(successes_after) >= 10
     assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+
+
+def test_serve_refuses_to_start_on_a_broken_rule_file_instead_of_restarting_workers_in_a_loop(tmp_path):
+    import shutil
+
+    from cds_service.engine.ruleset import RULES_DIR
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    broken = rules / "oral-iron.rules.yaml"
+    broken.write_text(broken.read_text(encoding="utf-8").replace("outcome: start-oral-iron", "outcome: start-oral-iron\n    priority: 1", 1), encoding="utf-8")
+    env = {**os.environ, "CDS_AUTH_MODE": "off", "CDS_RULES_DIR": str(rules), "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "refusing to start" in proc.stderr and "oral-iron.rules.yaml" in proc.stderr

@@ -1,4 +1,4 @@
-"""`cds-service serve`: run the HTTP service under uvicorn."""
+"""`cds-service serve`: run the HTTP service under uvicorn, its workers supervised (crash containment)."""
 
 from __future__ import annotations
 
@@ -34,13 +34,61 @@ def register(app: typer.Typer) -> None:
         except StartupRefused as exc:
             typer.echo(f"cds-service: refusing to start: {exc}", err=True)
             raise typer.Exit(2) from None
-        uvicorn.run(
+        if reload:
+            uvicorn.run(
+                "cds_service.asgi:app",
+                host=host,
+                port=port,
+                reload=True,
+                log_level=settings.log_level.lower(),
+                factory=False,
+                timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+            )
+            return
+        try:  # fail fast in the parent: a worker that cannot start would be restarted in a loop
+            from cds_service.app import create_app
+
+            create_app(settings)
+        except Exception as exc:
+            typer.echo(f"cds-service: refusing to start: {exc}", err=True)
+            raise typer.Exit(2) from None
+        code = run_supervised(
             "cds_service.asgi:app",
             host=host,
             port=port,
-            workers=workers,
-            reload=reload,
+            workers=max(1, workers),
             log_level=settings.log_level.lower(),
-            factory=False,
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
+        if code:
+            raise typer.Exit(code)
+
+
+def run_supervised(app_path: str, *, host: str, port: int, workers: int, log_level: str, timeout_graceful_shutdown: float | None) -> int:
+    """Run the workers under uvicorn's supervisor, also when there is only one.
+
+    Why: a native crash (durable-rules is C) kills a worker, and only a parent process can
+    start a new one. `uvicorn.run` supervises only from two workers up; here the parent binds the
+    socket and uvicorn's `Multiprocess` replaces any worker that dies or stops answering its health
+    ping (docs/engine.md). Returns the exit code: uvicorn's STARTUP_FAILURE when a worker could not
+    start (the parent then stops instead of restarting in a loop), else 0.
+    """
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        app_path,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=timeout_graceful_shutdown,
+    )
+    sock = config.bind_socket()
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+    return STARTUP_FAILURE if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes) else 0
