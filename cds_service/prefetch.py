@@ -145,12 +145,15 @@ async def fetch_keys(request: CDSRequest, runtime: "Runtime", queries: Mapping[s
         key: asyncio.create_task(_fetch_one(client, base, origin, token, query, patient_id, budget), name=f"prefetch-{key}")
         for key, query in queries.items()
     }
-    done, pending = await asyncio.wait(tasks.values(), timeout=settings.fhir_total_timeout)
-    for task in pending:
-        # Not awaited: a task inside a DNS lookup (a worker thread) only ends when the lookup
-        # does, and the budget must hold regardless. Its outcome is retrieved and dropped.
-        task.add_done_callback(_discard)
-        task.cancel()
+    try:
+        done, _ = await asyncio.wait(tasks.values(), timeout=settings.fhir_total_timeout)
+    finally:  # also when this request itself is cancelled (the EHR hung up)
+        for task in tasks.values():
+            if not task.done():
+                # Not awaited: a task inside a DNS lookup (a worker thread) only ends when the
+                # lookup does, and the budget must hold regardless. Its outcome is dropped.
+                task.add_done_callback(_discard)
+                task.cancel()
 
     fetched: dict[str, Any] = {}
     failures: list[Failure] = []
