@@ -53,6 +53,12 @@ def _medication_concepts(resource: dict[str, Any], ctx: Context, medications: di
     else:
         target = resolve(target_ref, ctx.full_urls)
         medication = medications.get(target) if target else None
+        if medication is not None:
+            # A contained Medication is validated with its parent; a prefetched one here, once.
+            if id(medication) not in ctx.validated:
+                ctx.validated[id(medication)] = invalid_reason(medication)
+            if ctx.validated[id(medication)]:
+                return f"referenced Medication {ctx.validated[id(medication)]}"
     if medication is None:
         return "medicationReference not resolved"
     concepts = [medication.get("code")]

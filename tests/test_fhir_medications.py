@@ -206,6 +206,17 @@ def test_medication_reference_to_a_prefetched_medication(style):
     assert (fs.iv_iron.recent, fs.iv_iron.days_since) == (True, 30)
 
 
+def test_invalid_prefetched_medication_is_not_trusted():
+    med = fx.medication("med-x", "ferrous-sulfate")
+    med["code"]["coding"][0]["code"] = ["310325"]
+    order = fx.medication_request("ferrous-sulfate", mid="m")
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-x"}
+    fs = facts(med, order)
+    assert fs.oral_iron.active is False
+    assert ("m", "referenced Medication invalid FHIR: code.coding.code") in reasons(fs)
+
+
 def test_unresolved_medication_reference_is_excluded():
     order = fx.medication_request("ferrous-sulfate", mid="m")
     del order["medicationCodeableConcept"]
