@@ -99,3 +99,22 @@ def test_the_order_of_resources_never_changes_the_facts():
     for _ in range(25):
         rng.shuffle(chart)
         assert build_facts(fx.mapping_input(chart)) == expected
+
+
+def test_hemoglobin_unit_boundaries_reach_the_anemia_rule_through_http(client):
+    """IDA by anemia + low ferritin without RLS gives screen-for-rls; 120 g/L and 7.45 mmol/L are 12.0 g/dL."""
+
+    def post(hb, gender):
+        chart = [fx.patient(gender=gender), fx.ferritin(30), hb]
+        return cards(client.post(PV, json=fx.cds_request(chart)))
+
+    assert post(fx.hemoglobin(120, unit="g/L", ucum="g/L"), "male") == ["screen-for-rls"]  # 12.0 < 13.0
+    assert post(fx.hemoglobin(120, unit="g/L", ucum="g/L"), "female") == []  # 12.0 is not below 12.0
+    assert post(fx.hemoglobin(7.45, unit="mmol/L", ucum="mmol/L", loinc="59260-0"), "female") == []
+    assert post(fx.hemoglobin(119, unit="g/L", ucum="g/L"), "female") == ["screen-for-rls"]
+    assert post(fx.hemoglobin(119, unit="g/dL", ucum="g/dL"), "male") == []  # implausible: unusable, not anemic
+
+
+def test_ferritin_days_since_iv_iron_only_counts_infusions_before_it():
+    fs = build_facts(fx.mapping_input([fx.patient(), fx.ferritin(30, days_ago=50), fx.medication_administration("iron-sucrose", days_ago=20)]))
+    assert fs.iv_iron.days_since == 20 and fs.ferritin.days_since_iv_iron is None
