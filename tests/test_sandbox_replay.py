@@ -97,9 +97,9 @@ def chart(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[TestClient]:
-    settings = make_settings(tmp_path, mode="development", auth_mode=None, fhir_total_timeout=5.0)
+@pytest.fixture(scope="module")
+def api(tmp_path_factory) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path_factory.mktemp("sandbox"), mode="development", auth_mode=None, fhir_total_timeout=5.0)
     app = create_app(settings)
     app.state.runtime.clock = lambda: fx.DEFAULT_NOW
     with TestClient(app) as client:

@@ -12,9 +12,10 @@ from cds_service.app import create_app
 from tests.conftest import make_settings
 
 
-@pytest.fixture
-def dev(tmp_path: Path):
-    with TestClient(create_app(make_settings(tmp_path, mode="development", auth_mode=None))) as client:
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    settings = make_settings(tmp_path_factory.mktemp("ui"), mode="development", auth_mode=None)
+    with TestClient(create_app(settings)) as client:
         yield client
 
 

@@ -10,7 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds_service.offline import InputError, evaluate_document, load_json, parse_now, read_drafts, response_body
+from cds_service.offline import (
+    InputError,
+    as_request,
+    evaluate_request,
+    load_json,
+    parse_now,
+    read_drafts,
+    response_body,
+    validate_request,
+)
 
 INDICATOR_STYLE = {"info": "blue", "warning": "yellow", "critical": "bold red"}
 
@@ -98,11 +107,11 @@ def register(app: typer.Typer) -> None:
             when = parse_now(now)
             document = load_json(file)
             drafts = [d for path in draft for d in read_drafts(load_json(path))] if draft else None
+            raw = as_request(document, hook, patient, drafts)
+            validate_request(raw)  # bad input fails before the rules are compiled
             runtime = build_runtime(Settings(auth_mode="off"))
             try:
-                evaluation = evaluate_document(
-                    runtime, document, hook=hook, patient_id=patient, profile=profile, now=when, draft_orders=drafts
-                )
+                evaluation = evaluate_request(runtime, raw, profile=profile, now=when or runtime.clock())
             finally:
                 runtime.close()
         except InputError as exc:
