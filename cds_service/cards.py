@@ -274,8 +274,7 @@ class CardBuilder:
 
         if not self.params:
             return text
-        pattern = r"\b(" + "|".join(re.escape(p) for p in sorted(self.params, key=len, reverse=True)) + r")\b"
-        return re.sub(pattern, value, text)
+        return _parameter_pattern(tuple(self.params)).sub(value, text)
 
     def _safety_sentences(self, md: Mapping[str, str | None]) -> list[str]:
         """Section 3a texts that depend on the situation, not on a template's condition."""
@@ -394,6 +393,11 @@ class CardBuilder:
             action = Action(type="delete", description=f"Stop the active iron order {ref}", resourceId=ref)
             out.append(Suggestion(label=self._label("stop", request_id=ref), uuid=str(uuid.uuid4()), actions=[action]))
         return out
+
+
+@lru_cache(maxsize=8)
+def _parameter_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b")
 
 
 def _shorten(text: str) -> str:
