@@ -194,7 +194,9 @@ def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: 
             if "rls_aggravating" in match.classes:
                 therapy.aggravating.append(Use(resource, match))
                 counted = True
-        if not counted and not (kind == "MedicationRequest" and "oral_iron" in match.classes):
+        if not counted and kind == "MedicationAdministration" and "iv_iron" not in match.classes:
+            ctx.trace.exclude(resource, "administrations count for IV iron only")
+        elif not counted and not (kind == "MedicationRequest" and "oral_iron" in match.classes):
             ctx.trace.exclude(resource, f"status {state}" if isinstance(state, str) and len(state) <= 32 else "status missing or unreadable")
 
     guarded(ctx, of_type(resources, *MED_TYPES), read)

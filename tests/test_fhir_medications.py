@@ -355,3 +355,9 @@ def test_only_selected_drafts_count_on_order_select(client):
     not_selected = fx.cds_request(chart, hook="order-select", drafts=[draft, other], selections=["MedicationRequest/d2"])
     assert "start-oral-iron" not in codes(client.post("/cds-services/rls-iron-order-select", json=selected))
     assert "start-oral-iron" in codes(client.post("/cds-services/rls-iron-order-select", json=not_selected))
+
+
+def test_oral_iron_administration_is_not_a_therapy_fact():
+    fs = facts(fx.medication_administration("ferrous-sulfate", days_ago=3, aid="adm"))
+    assert fs.oral_iron.active is False and fs.iv_iron.days_since is None
+    assert ("adm", "administrations count for IV iron only") in reasons(fs)
