@@ -176,3 +176,9 @@ def test_the_service_refuses_to_start_on_an_invalid_rule_file_and_names_it(rules
     edit(rules / "oral-iron.rules.yaml", lambda d: rule(d, "start-oral-iron").update(priority=3))
     with pytest.raises(RuleFileError, match=r"oral-iron\.rules\.yaml"):
         create_app(make_settings(tmp_path, rules_dir=rules))
+
+
+def test_a_typo_in_a_condition_names_the_unknown_key(rules):
+    edit(rules / "oral-iron.rules.yaml", lambda d: rule(d, "start-oral-iron")["when"]["all"].append({"fact": "conditions", "field": "rls", "iss": True}))
+    found = errors(rules)
+    assert any("oral-iron.rules.yaml" in e and "unknown key(s) 'iss' in a condition" in e for e in found), found

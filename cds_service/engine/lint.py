@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from cds_service.engine.conditions import OPERATORS
-from cds_service.engine.ruleset import RULES_DIR, _schema, load_outcomes, profile_paths
+from cds_service.engine.ruleset import RULES_DIR, _schema, condition_hint, load_outcomes, profile_paths
 from fhir_mappings.facts import fact_schema
 
 
@@ -150,10 +150,10 @@ def _schema_errors(document: Any, schema_name: str, path: Path, report: LintRepo
     validator = jsonschema.Draft202012Validator(_schema(schema_name))
     errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
-        # oneOf failures under a condition are noisy: show the most specific one
         best = jsonschema.exceptions.best_match([error])
-        where = "/".join(str(p) for p in best.absolute_path) or "(top)"
-        report.add("error", path.name, f"{where}: {best.message}")
+        hint = condition_hint(error)
+        where = "/".join(str(p) for p in (hint[0] if hint else best.absolute_path)) or "(top)"
+        report.add("error", path.name, f"{where}: {hint[1] if hint else best.message}")
     return bool(errors)
 
 

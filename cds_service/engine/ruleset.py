@@ -103,13 +103,38 @@ def _schema(name: str) -> dict[str, Any]:
     return json.loads((RULES_DIR / name).read_text(encoding="utf-8"))
 
 
+CONDITION_KEYS = {"all", "any", "none", "fact", "field", "is", "op", "param", "equals"}
+
+
+def condition_hint(error: jsonschema.ValidationError) -> tuple[list[Any], str] | None:
+    """A readable message for a condition that matches none of the forms (a oneOf failure)."""
+    deepest = None
+    stack = [error]
+    while stack:  # the innermost failing condition is the one to talk about
+        current = stack.pop()
+        if current.validator == "oneOf" and isinstance(current.instance, dict):
+            if deepest is None or len(current.absolute_path) > len(deepest.absolute_path):
+                deepest = current
+        stack.extend(current.context or [])
+    if deepest is None:
+        return None
+    instance = deepest.instance
+    where = list(deepest.absolute_path)
+    unknown = sorted(set(instance) - CONDITION_KEYS)
+    if unknown:
+        return where, f"unknown key(s) {', '.join(map(repr, unknown))} in a condition"
+    return where, ("not a condition: use one of all / any / none, or a test with fact and field and exactly "
+                   "one of `is`, `op` with `param`, or `equals`")
+
+
 def _validate(document: Any, schema_name: str, path: Path) -> None:
     validator = jsonschema.Draft202012Validator(_schema(schema_name))
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         best = jsonschema.exceptions.best_match(errors)
-        where = "/".join(str(p) for p in best.absolute_path) or "(top)"
-        raise RuleFileError(f"{path.name}: {where}: {best.message}")
+        hint = next((h for h in map(condition_hint, errors) if h), None)
+        where = "/".join(str(p) for p in (hint[0] if hint else best.absolute_path)) or "(top)"
+        raise RuleFileError(f"{path.name}: {where}: {hint[1] if hint else best.message}")
 
 
 def load_outcomes(rules_dir: Path = RULES_DIR) -> dict[str, Outcome]:
