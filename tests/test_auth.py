@@ -139,10 +139,11 @@ def jwt_client(tmp_path: Path, clients: list[dict[str, Any]], **overrides: Any) 
     return TestClient(app)
 
 
-@pytest.fixture
-def ehr_client(tmp_path: Path, keys: dict[str, Key]) -> Iterator[TestClient]:
+@pytest.fixture(scope="module")
+def ehr_client(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Key]) -> Iterator[TestClient]:
+    """One app for the module (every token has its own jti, so tests do not interfere)."""
     jwks = {"keys": [keys["es384"].jwk, keys["rs384"].jwk, keys["ps256"].jwk]}
-    with jwt_client(tmp_path, [{"iss": EHR, "jwks": jwks}]) as client:
+    with jwt_client(tmp_path_factory.mktemp("auth"), [{"iss": EHR, "jwks": jwks}]) as client:
         yield client
 
 

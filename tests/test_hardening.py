@@ -27,10 +27,11 @@ def build_client(tmp_path, **overrides: Any) -> TestClient:
     return TestClient(app)
 
 
-@pytest.fixture
-def small(tmp_path) -> Iterator[TestClient]:
-    """An app with small limits, so tests stay fast."""
-    with build_client(tmp_path, max_body_bytes=200_000, max_json_depth=20, max_bundle_entries=40) as client:
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Iterator[TestClient]:
+    """One app with small limits for the module, so tests stay fast (monkeypatches are undone per test)."""
+    tmp = tmp_path_factory.mktemp("hardening")
+    with build_client(tmp, max_body_bytes=200_000, max_json_depth=20, max_bundle_entries=40) as client:
         yield client
 
 
