@@ -87,7 +87,7 @@ def _templates(items: Iterable[Any], where: str) -> tuple[Template, ...]:
 
 @lru_cache(maxsize=4)
 def load_card_texts(path: Path = CARDS_FILE) -> CardTexts:
-    """Read and check cards.yaml once; an unknown placeholder stops start-up like a bad rule file."""
+    """Read and check cards.yaml once (at the first card); an unknown placeholder raises RuleFileError naming the file."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -281,7 +281,7 @@ class CardBuilder:
         safety, out = self.texts.safety, []
         if self.code == "escalate-iv-iron":
             if self.facts.allergies.iv_iron_allergy:
-                out.append(fill(safety["iv_allergy"], {**md, "iv_iron_allergies": md.get("iv_iron_allergies") or "IV iron"}) or "")
+                out.append(fill(safety["iv_allergy"], md) or safety["iv_allergy_unnamed"])
             if self.facts.conditions.pregnancy:
                 out.append(safety["pregnancy_iv"])
         if self.spec and self.spec.child_note and self.facts.patient.is_child:

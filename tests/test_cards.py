@@ -361,6 +361,13 @@ def test_escalation_with_iv_iron_allergy_names_it_and_asks_for_a_specialist_inst
     assert "IV iron allergy is on record" in card["summary"] and card["indicator"] == "warning"
 
 
+def test_escalation_with_an_unnamed_iv_iron_allergy_still_says_so():
+    rules, fact_set = SCENARIOS["escalate-iv-iron"]
+    card = one(rules, replace(fact_set, allergies=AllergiesFact(iv_iron_allergy=True)))
+    assert "suggestions" not in card
+    assert "IV iron allergy on record: no referral is suggested" in card["detail"]
+
+
 def test_escalation_in_pregnancy_has_no_referral_and_the_first_trimester_caution():
     rules, fact_set = SCENARIOS["escalate-iv-iron"]
     fact_set = replace(fact_set, conditions=ConditionsFact(rls=True, pregnancy=True))
