@@ -13,7 +13,7 @@ from typing import Any
 
 from fhir_mappings import dates, status
 from fhir_mappings.context import Context, guarded, of_type, ref, rid
-from fhir_mappings.facts import Evidence, IvIronFact, MedicationsFact, OralIronFact
+from fhir_mappings.facts import IvIronFact, MedicationsFact, OralIronFact
 from fhir_mappings.references import resolve, subject_problem
 from fhir_mappings.validation import invalid_reason
 from fhir_mappings.valuesets import concepts_for_name, concepts_of, looks_like_iron, texts_of
@@ -303,5 +303,3 @@ def therapy_facts(therapy: Therapy, ctx: Context) -> TherapyFacts:
         },
     )
 
-
-__all__ = ["classify", "collect", "therapy_facts", "Evidence"]
