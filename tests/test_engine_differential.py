@@ -96,7 +96,7 @@ def _numeric_candidates(type_text: str) -> list[Any]:
 def _choices(fact: str, name: str, type_text: str) -> list[Any]:
     """The values one field may take, the simplest first (hypothesis shrinks towards index 0)."""
     if type_text == "bool":
-        return [False, True]
+        return [False, True, None]  # None: a missing value, neither true nor false
     if "int" in type_text or "float" in type_text:
         return _numeric_candidates(type_text)
     choices = TEXT_CHOICES.get((fact, name), ["x", "2026-01-01"])

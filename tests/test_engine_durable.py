@@ -315,3 +315,38 @@ def test_repeated_firings_are_deduplicated():
         out(repeated=repeated, checked=checked)
     """)
     assert answer["repeated"] >= 1  # the engine really fired some rule more than once
+
+
+def test_every_operator_plain_and_negated_matches_the_reference_on_missing_equal_and_either_side():
+    # The rule files use few operators today; the compiler must be right for all of them, and for
+    # `is` / `equals` under `none`, whatever a future rule writes.
+    answer = run_child("""
+        from cds_service.engine.ruleset import Rule
+        leaves = [{"fact": "ferritin", "field": "value_ug_per_l", "op": op, "param": "ferritin_low"} for op in ("<", "<=", ">", ">=", "==", "!=")]
+        leaves += [{"fact": "ferritin", "field": "value_ug_per_l", "op": "<=", "param": "tsat_low"}]  # null in the article profile
+        leaves += [{"fact": "ferritin", "field": "current", "is": True}, {"fact": "ferritin", "field": "current", "is": False}]
+        leaves += [{"fact": "context", "field": "hook", "equals": "order-sign"}]
+        rules = []
+        for i, leaf in enumerate(leaves):
+            for shape, when in (("plain", leaf), ("none", {"none": [leaf]}), ("all-none", {"all": [{"none": [leaf]}, {"fact": "conditions", "field": "rls", "is": True}]}),
+                                ("any", {"any": [leaf, {"fact": "conditions", "field": "pregnancy", "is": True}]})):
+                rules.append(Rule(id=f"r{i}-{shape}", title="t", outcome="start-oral-iron", when=when, citation={"source": "spec", "text": "t"}, file="x"))
+        rs = replace(RS, rules=tuple(rules), version=RS.version + "-ops")
+        d, p = DurableEvaluator(rs), PythonEvaluator(rs)
+        mismatches, checked = [], 0
+        for value in (None, 49.0, 50, 50.0, 51.5):
+            for current in (None, True, False):
+                for hook in ("patient-view", "order-sign", None):
+                    for rls in (True, False):
+                        f = facts(conditions=ConditionsFact(rls=rls))
+                        f["ferritin"]["value_ug_per_l"] = value
+                        f["ferritin"]["current"] = current
+                        f["context"]["hook"] = hook
+                        checked += 1
+                        got, want = d.fired(f), p.fired(f)
+                        if got != want:
+                            mismatches.append([value, current, hook, rls, sorted(set(got) ^ set(want))])
+        out(checked=checked, rules=len(rules), mismatches=mismatches[:5])
+    """)
+    assert answer["checked"] == 90 and answer["rules"] == 40
+    assert answer["mismatches"] == []
