@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_service import __version__
 from cds_service.access import AccessLog, CatchAll
 from cds_service.api import router
-from cds_service.auth import build_verifier
+from cds_service.auth import CHALLENGE, AuthGate, build_verifier
 from cds_service.routes import catalog, ops, ui
 from cds_service.errors import CDSError, Unauthorized
 from cds_service.fhir_client import close_shared
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(CDSError)
     async def _cds_error(request: Request, exc: CDSError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="cds-hooks"'} if isinstance(exc, Unauthorized) else None
+        headers = {"WWW-Authenticate": CHALLENGE} if isinstance(exc, Unauthorized) else None
         return _error(exc.status_code, exc.code, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CatchAll)
     app.add_middleware(JsonLimits, max_depth=settings.max_json_depth, max_entries=settings.max_bundle_entries)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthGate, verifier=verifier)  # before any body is read
     origins = settings.cors_origin_list
     if origins:
         app.add_middleware(

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import heapq
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import jwt
 from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds_service import metrics
 from cds_service.errors import Unauthorized
+from cds_service.limits import send_json_error
 from cds_service.settings import Settings
 from cds_service.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
 
@@ -33,6 +36,8 @@ MAX_TOKEN_BYTES = 16 * 1024
 MAX_LIFETIME_SECONDS = 3600
 """Tokens valid for longer are refused: CDS Hooks asks for minutes, and it bounds the replay cache."""
 REPLAY_CACHE_MAX = 200_000
+
+CHALLENGE = 'Bearer realm="cds-hooks"'
 
 # What the client is told: deliberately coarse.
 MISSING = "bearer token required"
@@ -230,16 +235,49 @@ def bearer_token(request: Request) -> str:
     return token
 
 
-async def verify_caller(request: Request) -> None:
-    """FastAPI dependency on every CDS call and feedback: raises Unauthorized when not acceptable."""
-    verifier: JWTVerifier | None = getattr(request.app.state, "verifier", None)
-    if verifier is None:
-        return None
+PROTECTED = re.compile(r"^/cds-services/[^/]+(?:/feedback)?/?$")
+SCOPE_KEY = "cds.caller"
+
+
+async def _verify(request: Request, verifier: JWTVerifier) -> dict[str, Any]:
     try:
-        claims = await verifier.verify(bearer_token(request), expected_audience(request, request.app.state.settings))
+        return await verifier.verify(bearer_token(request), expected_audience(request, request.app.state.settings))
     except AuthFailure as exc:
         log.warning("caller rejected", extra={"auth_reason": exc.reason})
         metrics.AUTH_REJECTIONS.labels(str(exc.detail)).inc()
         raise
+
+
+class AuthGate:
+    """ASGI middleware: the token of every CDS call and feedback is verified before the body is
+    read, so an unauthenticated caller cannot make the service buffer or parse anything."""
+
+    def __init__(self, app: ASGIApp, verifier: JWTVerifier | None) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.verifier is not None and scope["type"] == "http" and scope.get("method") == "POST" and PROTECTED.match(scope.get("path", "")):
+            try:
+                scope[SCOPE_KEY] = await _verify(Request(scope), self.verifier)
+            except AuthFailure as exc:
+                await send_json_error(send, exc.status_code, exc.code, str(exc.detail), [(b"www-authenticate", CHALLENGE.encode())])
+                return
+        await self.app(scope, receive, send)
+
+
+async def verify_caller(request: Request) -> None:
+    """FastAPI dependency on every CDS call and feedback: raises Unauthorized when not acceptable.
+
+    AuthGate has normally verified the token already (its claims are in the scope); verifying
+    here too keeps every route protected even if the middleware were left out.
+    """
+    verifier: JWTVerifier | None = getattr(request.app.state, "verifier", None)
+    if verifier is None:
+        return None
+    claims = request.scope.get(SCOPE_KEY)
+    if claims is None:
+        claims = await _verify(request, verifier)
+        request.scope[SCOPE_KEY] = claims
     request.state.caller = claims.get("iss")
     return None

@@ -338,3 +338,12 @@ def test_rejection_details_never_echo_the_token_or_key_ids(ehr_client, keys):
     assert_unauthorized(response)
     for secret in (token, "attacker-kid-123", "evil.example.org", EHR):
         assert secret not in response.text
+
+
+def test_the_token_is_checked_before_the_body_is_read(ehr_client, keys):
+    """Unauthenticated callers cannot make the service parse anything: 401 even for bad bodies."""
+    for body in (b"{not json", b"[" * 5000, json.dumps({"hook": 1}).encode()):
+        response = ehr_client.post(SERVICE, content=body, headers={"Content-Type": "application/json"})
+        assert assert_unauthorized(response) == "bearer token required"
+    response = ehr_client.post(SERVICE, content=b"{not json", headers={"Content-Type": "application/json", "Authorization": f"Bearer {sign(keys['es384'])}"})
+    assert response.status_code == 400  # with a valid token, the body is judged
