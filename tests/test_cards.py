@@ -505,17 +505,23 @@ def test_no_card_suggests_a_dopamine_agonist():
             assert drug not in text
 
 
-def test_article_statistics_are_always_quoted_as_the_article_states():
+STAT = re.compile(r"\b(" + "|".join(ARTICLE_STATS) + r") ?%")
+
+
+def assert_article_statistics_quoted(card: dict) -> int:
     """Safety rule 6: every line that carries 35 %, 5 %, 15 %, 30 % or 76 % says 'the article states' before it."""
-    figure = re.compile(r"\b(" + "|".join(ARTICLE_STATS) + r") ?%")
     checked = 0
+    for line in (card["summary"] + "\n" + card["detail"]).splitlines():
+        match = STAT.search(line)
+        if match:
+            checked += 1
+            assert "the article states" in line[: match.start()].lower(), line
+    return checked
+
+
+def test_article_statistics_are_always_quoted_as_the_article_states():
     anemia = one([fired("escalate-iv-iron", reason="d", reason_text="iron deficiency anemia")], facts(ferritin=ferritin(30), conditions=ConditionsFact(rls=True, ida=True)))
-    for card in _all_scenario_cards() + [anemia]:
-        for line in (card["summary"] + "\n" + card["detail"]).splitlines():
-            match = figure.search(line)
-            if match:
-                checked += 1
-                assert "the article states" in line[: match.start()].lower(), line
+    checked = sum(assert_article_statistics_quoted(card) for card in _all_scenario_cards() + [anemia])
     assert checked >= 4  # 35/5 (screen), 15 (adequate), 30 (start), 76 (escalate d)
 
 
@@ -562,5 +568,6 @@ def test_every_real_rule_makes_a_valid_card():
             assert card["source"]["topic"]["code"] == rule.outcome
             assert len(card["summary"]) < 140 and "{" not in card["detail"]
             assert card["links"][0]["url"] == f"{BASE}/rules/catalog#{rule.id}"
+            assert_article_statistics_quoted(card)
             for resource in resources(card):
                 validate(resource)
