@@ -308,15 +308,19 @@ def run_case(client: Any, case: RuleCase) -> CaseResult:
         problems.append(f"HTTP {response.status_code}: {response.text[:300]}")
     else:
         for card in response.json().get("cards", []):
-            code = ((card.get("source") or {}).get("topic") or {}).get("code")
+            code = ((card.get("source") or {}).get("topic") or {}).get("code") or "(no outcome code)"
             actual.append(code)
             indicators[code] = card.get("indicator")
     actual.sort()
-    evaluation = offline.evaluate_document(runtime, copy.deepcopy(case.request), profile=case.profile, now=case.now)
-    fired = evaluation.result.fired_ids()
+    try:
+        evaluation = offline.evaluate_document(runtime, copy.deepcopy(case.request), profile=case.profile, now=case.now)
+    except Exception as exc:  # reported as a failed case, never a crash of the whole run
+        problems.append(f"in-process evaluation failed: {type(exc).__name__}: {exc}")
+        evaluation = None
+    fired = evaluation.result.fired_ids() if evaluation else []
     if actual != case.expected:
         problems.append(f"outcomes {actual} != expected {case.expected}")
-    if sorted(set(evaluation.result.outcomes())) != sorted(set(actual)) and response.status_code == 200:
+    if evaluation and response.status_code == 200 and sorted(set(evaluation.result.outcomes())) != sorted(set(actual)):
         problems.append(f"in-process outcomes {sorted(evaluation.result.outcomes())} differ from HTTP {actual}")
     missing = [r for r in case.expect_rules if r not in fired]
     if missing:
