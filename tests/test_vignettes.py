@@ -1,0 +1,305 @@
+"""Clinical vignettes for the `article` profile, written from clinical-logic.md (not from the rules).
+
+Each case is a short chart a clinician would describe, posted over HTTP to the real CDS
+service, with the exact expected outcome set and the key card's indicator. The point is an
+independent reading of the spec: a failure means either the implementation or this reading is
+wrong, and defects are marked xfail(strict=True) so that the fix flips them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+import cds_service.fixtures as fx
+from cds_service.app import create_app
+from cds_service.fixtures import DEFAULT_NOW
+from tests.conftest import make_settings
+
+OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
+IRON_FAMILY = {"order-iron-studies", "start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate", "add-iron-to-dopamine-agonist"}
+ADVISES_IRON = {"start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "add-iron-to-dopamine-agonist"}
+
+
+@dataclass
+class Vignette:
+    """A named chart and what the spec says the service must answer for it."""
+
+    name: str
+    resources: list[dict[str, Any]]
+    expect: set[str]
+    indicators: dict[str, str] = field(default_factory=dict)
+    hook: str = "patient-view"
+    drafts: list[dict[str, Any]] | None = None
+    selections: list[str] | None = None
+    reasons: str = ""  # escalation reasons (a)-(f) that the escalate card must name
+    check: Callable[[dict[str, dict[str, Any]]], None] | None = None
+    defect: str | None = None  # xfail(strict) reason when the implementation is wrong
+
+
+@pytest.fixture(scope="module")
+def vclient(tmp_path_factory) -> Iterator[TestClient]:
+    """One app for the module (start-up dominates), with the suite's fixed clock."""
+    app = create_app(make_settings(tmp_path_factory.mktemp("vignettes")))
+    app.state.runtime.clock = lambda: DEFAULT_NOW
+    with TestClient(app) as client:
+        yield client
+
+
+def post(client: TestClient, prefix: str, resources: list[dict[str, Any]], hook: str = "patient-view", drafts: list[dict[str, Any]] | None = None, selections: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """POST a CDS Hooks request; outcome code -> card (asserting one card per outcome)."""
+    request = fx.cds_request(resources, hook=hook, drafts=drafts, selections=selections)
+    response = client.post(f"/cds-services/{prefix}-{hook}", json=request)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    codes = [card["source"]["topic"]["code"] for card in cards]
+    assert len(codes) == len(set(codes)), f"more than one card per outcome: {codes}"
+    return {card["source"]["topic"]["code"]: card for card in cards}
+
+
+def actions(card: dict[str, Any]) -> list[dict[str, Any]]:
+    return [action for suggestion in card.get("suggestions", []) for action in suggestion.get("actions", [])]
+
+
+def created(card: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [a["resource"] for a in actions(card) if a.get("type") == "create" and a.get("resource", {}).get("resourceType") == rtype]
+
+
+def is_referral(resource: dict[str, Any]) -> bool:
+    text = repr(resource).lower()
+    return "referral" in text or "infusion" in text or "3457005" in text
+
+
+def run_vignette(client: TestClient, prefix: str, v: Vignette) -> None:
+    cards = post(client, prefix, v.resources, hook=v.hook, drafts=v.drafts, selections=v.selections)
+    assert set(cards) == v.expect, f"{v.name}: got {sorted(cards)}"
+    for code, indicator in v.indicators.items():
+        assert cards[code]["indicator"] == indicator, f"{v.name}: {code} indicator {cards[code]['indicator']}"
+    for reason in v.reasons:
+        assert f"({reason})" in cards["escalate-iv-iron"]["detail"], f"{v.name}: reason ({reason}) not named"
+    if v.check:
+        v.check(cards)
+
+
+def params(vignettes: list[Vignette]) -> list[Any]:
+    return [pytest.param(v, id=v.name, marks=[pytest.mark.xfail(strict=True, reason=v.defect)] if v.defect else []) for v in vignettes]
+
+
+# --- small chart helpers -----------------------------------------------------------------
+
+def rls() -> dict[str, Any]:
+    return fx.condition("rls")
+
+
+def man(age: int = 51) -> dict[str, Any]:
+    return fx.patient(gender="male", birth_date=fx.birth_date_for_age(age), name=("John", "Example"))
+
+
+def woman(age: int = 62) -> dict[str, Any]:
+    return fx.patient(gender="female", birth_date=fx.birth_date_for_age(age))
+
+
+def oral_iron_statement(days: int) -> dict[str, Any]:
+    return fx.medication_statement("ferrous-sulfate", days_ago=days)
+
+
+def oral_iron_order(days: int, mid: str = "mr-fs-ehr") -> dict[str, Any]:
+    return fx.medication_request("ferrous-sulfate", days_ago=days, mid=mid)
+
+
+def iv_infusion(days: int) -> dict[str, Any]:
+    return fx.medication_administration("iron-sucrose", days_ago=days)
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+def start_has_ferrous_sulfate_and_recheck(cards: dict[str, dict[str, Any]]) -> None:
+    card = cards["start-oral-iron"]
+    meds = created(card, "MedicationRequest")
+    assert meds and "310325" in repr(meds[0]), "start-oral-iron suggests ferrous sulfate 325 mg"
+    assert created(card, "ServiceRequest"), "start-oral-iron carries a ferritin recheck ServiceRequest"
+
+
+def continue_has_recheck(cards: dict[str, dict[str, Any]]) -> None:
+    card = cards["continue-oral-iron"]
+    assert created(card, "ServiceRequest"), "continue-oral-iron carries the ferritin recheck"
+    assert not created(card, "MedicationRequest"), "no second oral iron order"
+
+
+def iron_studies_note(cards: dict[str, dict[str, Any]]) -> None:
+    requests = created(cards["order-iron-studies"], "ServiceRequest")
+    assert requests and "2276-4" in repr(requests), "order-iron-studies orders ferritin (LOINC 2276-4)"
+    text = repr(requests).lower()
+    assert "morning" in text and "24 h" in text, "safety rule 7: morning draw, no iron for 24 h"
+
+
+def no_medication_request(code: str) -> Callable[[dict[str, dict[str, Any]]], None]:
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        assert not created(cards[code], "MedicationRequest"), "safety rule 3: no adult-dose MedicationRequest for a child"
+        detail = cards[code]["detail"].lower()
+        assert "weight" in detail and ("paediatric" in detail or "pediatric" in detail)
+    return check
+
+
+def no_referral(extra_words: tuple[str, ...] = ()) -> Callable[[dict[str, dict[str, Any]]], None]:
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        card = cards["escalate-iv-iron"]
+        assert not [r for r in created(card, "ServiceRequest") if is_referral(r)], "no IV iron referral suggestion"
+        for word in extra_words:
+            assert word in card["detail"].lower(), f"detail mentions {word!r}"
+    return check
+
+
+def has_referral(cards: dict[str, dict[str, Any]]) -> None:
+    assert any(is_referral(r) for r in created(cards["escalate-iv-iron"], "ServiceRequest")), "IV iron referral suggested"
+
+
+def deleted_id(action: dict[str, Any]) -> str:
+    """The id a CDS Hooks 2.0 delete action names (resourceId "Type/id", or a list of them)."""
+    ref = action.get("resourceId") or ""
+    ref = ref[0] if isinstance(ref, list) else ref
+    assert ref.startswith("MedicationRequest/"), f"delete names a MedicationRequest: {ref!r}"
+    return ref.split("/", 1)[1]
+
+
+def deletes_only(ids: set[str]) -> Callable[[dict[str, dict[str, Any]]], None]:
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        deleted = {deleted_id(a) for a in actions(cards["iron-overload-risk"]) if a.get("type") == "delete"}
+        assert deleted == ids, f"delete actions name {deleted}, expected {ids}"
+    return check
+
+
+def detail_says(*words: str, code: str) -> Callable[[dict[str, dict[str, Any]]], None]:
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        detail = cards[code]["detail"].lower()
+        for word in words:
+            assert word.lower() in detail, f"{code} detail mentions {word!r}"
+    return check
+
+
+def both(*checks: Callable[[dict[str, dict[str, Any]]], None]) -> Callable[[dict[str, dict[str, Any]]], None]:
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        for c in checks:
+            c(cards)
+    return check
+
+
+PRIOR_ORDER = fx.medication_request("ferrous-sulfate", days_ago=40, status="completed", mid="mr-fs-first")
+
+ARTICLE = [
+    # --- work-up and start
+    Vignette("62F RLS ferritin 38 two weeks ago, no iron -> start oral iron", [woman(), rls(), fx.ferritin(38, days_ago=14)], {"start-oral-iron"}, {"start-oral-iron": "warning"}, check=start_has_ferrous_sulfate_and_recheck),
+    Vignette("RLS coded ICD-10-CM G25.81, ferritin 30 -> start", [fx.condition("rls-icd"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("RLS with no ferritin on record -> order iron studies", [rls()], {"order-iron-studies"}, {"order-iron-studies": "info"}, check=iron_studies_note),
+    Vignette("RLS, only ferritin is 400 days old -> order iron studies", [rls(), fx.ferritin(30, days_ago=400)], {"order-iron-studies"}),
+    Vignette("RLS, ferritin 30 exactly 365 days ago is still current -> start", [rls(), fx.ferritin(30, days_ago=365)], {"start-oral-iron"}),
+    Vignette("RLS, ferritin 30 366 days ago is stale -> order iron studies", [rls(), fx.ferritin(30, days_ago=366)], {"order-iron-studies"}),
+    Vignette("RLS, ferritin exactly 50 -> start (at or below)", [rls(), fx.ferritin(50)], {"start-oral-iron"}),
+    Vignette("RLS, ferritin 51 -> iron stores adequate", [rls(), fx.ferritin(51)], {"iron-stores-adequate"}, {"iron-stores-adequate": "info"}, check=detail_says("brain", code="iron-stores-adequate")),
+    Vignette("RLS, ferritin 89.9 pmol/L (= 40 ug/L) -> start", [rls(), fx.ferritin(89.9, unit="pmol/L", ucum="pmol/L", loinc="14723-1")], {"start-oral-iron"}),
+    Vignette("RLS, ferritin 89.9 pmol/L under mass code 2276-4 (UCUM governs) -> start", [rls(), fx.ferritin(89.9, unit="pmol/L", ucum="pmol/L")], {"start-oral-iron"}),
+    Vignette("RLS, ferritin 130 pmol/L (= 57.9 ug/L) -> adequate", [rls(), fx.ferritin(130, unit="pmol/L", ucum="pmol/L", loinc="14723-1")], {"iron-stores-adequate"}),
+    Vignette("RLS, ferritin 38 ug/L without UCUM code (alias) -> start", [rls(), fx.ferritin(38, unit="ug/L", ucum=None)], {"start-oral-iron"}),
+    Vignette("RLS, ferritin 38 in an unknown unit -> unusable -> order iron studies", [rls(), fx.ferritin(38, unit="U/L", ucum="U/L")], {"order-iron-studies"}),
+    Vignette("RLS, ferritin 38 preliminary only -> order iron studies", [rls(), fx.ferritin(38, status="preliminary")], {"order-iron-studies"}),
+    Vignette("RLS, ferritin 38 dated in the future -> order iron studies", [rls(), fx.ferritin(38, days_ago=-3)], {"order-iron-studies"}),
+    Vignette("RLS, ferritin goal 86914-9 is not a result -> order iron studies", [rls(), fx.ferritin(38, loinc="86914-9")], {"order-iron-studies"}),
+    Vignette("RLS, old ferritin 30 then newer 70 -> latest wins -> adequate", [rls(), fx.ferritin(30, days_ago=200), fx.ferritin(70, days_ago=10)], {"iron-stores-adequate"}),
+    Vignette("RLS, old ferritin 70 then newer 30 -> latest wins -> start", [rls(), fx.ferritin(70, days_ago=200), fx.ferritin(30, days_ago=10)], {"start-oral-iron"}),
+    Vignette("RLS, ferritin 38 and TSAT 44 % -> start (below the 45 % ceiling)", [rls(), fx.ferritin(38), fx.tsat(44)], {"start-oral-iron"}),
+    Vignette("RLS, IV iron 200 days ago (no longer recent), ferritin 30 -> start", [rls(), iv_infusion(200), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("RLS, IV iron order cancelled 90 days ago does not count -> start", [rls(), fx.medication_request("iron-sucrose", days_ago=90, status="cancelled"), fx.ferritin(30)], {"start-oral-iron"}),
+    # --- on oral iron
+    Vignette("On ferrous sulfate 10 days, ferritin 38 before starting -> continue, recheck", [rls(), oral_iron_statement(10), fx.ferritin(38, days_ago=20)], {"continue-oral-iron"}, {"continue-oral-iron": "info"}, check=continue_has_recheck),
+    Vignette("On ferrous sulfate 27 days, ferritin 40 today -> trial not complete -> continue", [rls(), oral_iron_statement(27), fx.ferritin(40, days_ago=0)], {"continue-oral-iron"}),
+    Vignette("On ferrous sulfate 35 days, ferritin 41 on day 30 -> escalate (a)", [rls(), oral_iron_statement(35), fx.ferritin(41, days_ago=5)], {"escalate-iv-iron"}, {"escalate-iv-iron": "warning"}, reasons="a", check=has_referral),
+    Vignette("On ferrous sulfate 35 days, ferritin 41 exactly on day 28 -> escalate (a)", [rls(), oral_iron_statement(35), fx.ferritin(41, days_ago=7)], {"escalate-iv-iron"}, reasons="a"),
+    Vignette("On ferrous sulfate 35 days, last ferritin before starting -> recheck due -> order iron studies", [rls(), oral_iron_statement(35), fx.ferritin(38, days_ago=40)], {"order-iron-studies"}),
+    Vignette("On ferrous sulfate 35 days, ferritin 60 on day 30 -> adequate", [rls(), oral_iron_statement(35), fx.ferritin(60, days_ago=5)], {"iron-stores-adequate"}),
+    Vignette("Renewed order: chain started 40 days ago, ferritin 40 five days ago -> escalate (a)", [rls(), PRIOR_ORDER, oral_iron_order(10, mid="mr-fs-renewal") | {"priorPrescription": {"reference": "MedicationRequest/mr-fs-first"}}, fx.ferritin(40, days_ago=5)], {"escalate-iv-iron"}, reasons="a"),
+    Vignette("Active oral iron order with no start date counts from today -> continue", [rls(), {k: v for k, v in oral_iron_order(0).items() if k != "authoredOn"}, fx.ferritin(30, days_ago=20)], {"continue-oral-iron"}),
+    # --- escalation reasons
+    Vignette("51M RLS, Hb 118 g/L, ferritin 45 -> IDA -> escalate (d)", [man(), rls(), fx.hemoglobin(118, unit="g/L", ucum="g/L"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("51M RLS, Hb 13.0 g/dL (not anaemic), ferritin 45 -> start", [man(), rls(), fx.hemoglobin(13.0), fx.ferritin(45)], {"start-oral-iron"}),
+    Vignette("62F RLS, Hb 11.9 g/dL, ferritin 45 -> escalate (d)", [woman(), rls(), fx.hemoglobin(11.9), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("62F RLS, Hb 12.0 g/dL, ferritin 45 -> not anaemic -> start", [woman(), rls(), fx.hemoglobin(12.0), fx.ferritin(45)], {"start-oral-iron"}),
+    Vignette("RLS, Hb 7.3 mmol/L (= 11.8 g/dL) in a woman, ferritin 45 -> escalate (d)", [woman(), rls(), fx.hemoglobin(7.3, unit="mmol/L", ucum="mmol/L", loinc="59260-0"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("RLS, Hb 10.5 but 100 days old (stale), ferritin 45 -> start", [woman(), rls(), fx.hemoglobin(10.5, days_ago=100), fx.ferritin(45)], {"start-oral-iron"}),
+    Vignette("RLS with an IDA condition, ferritin 45 -> escalate (d)", [rls(), fx.condition("ida-icd"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("RLS, allergy to ferrous sulfate 325 mg (oral iron intolerance), ferritin 30 -> escalate (b)", [rls(), fx.allergy("ferrous-sulfate"), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="b"),
+    Vignette("RLS, refuted oral iron allergy, ferritin 30 -> start", [rls(), fx.allergy("ferrous-sulfate", verification="refuted"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("RLS, coeliac disease, ferritin 30 -> escalate (c)", [rls(), fx.condition("celiac"), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="c"),
+    Vignette("RLS, bariatric surgery history, ferritin 30 -> escalate (c)", [rls(), fx.condition("bariatric"), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="c"),
+    Vignette("RLS, Crohn's disease resolved, ferritin 30 -> start", [rls(), fx.condition("crohns", clinical="resolved"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("Iron sucrose 90 days ago, ferritin 30 taken 60 days after -> escalate (f)", [rls(), iv_infusion(90), fx.ferritin(30, days_ago=30)], {"escalate-iv-iron"}, reasons="f"),
+    Vignette("Iron sucrose order completed 90 days ago, ferritin 30 taken 56 days after -> escalate (f)", [rls(), fx.medication_request("iron-sucrose", days_ago=90, status="completed"), fx.ferritin(30, days_ago=34)], {"escalate-iv-iron"}, reasons="f"),
+    Vignette("Iron sucrose 90 days ago, ferritin 30 taken 55 days after -> still working, no iron card", [rls(), iv_infusion(90), fx.ferritin(30, days_ago=35)], set()),
+    Vignette("Iron sucrose 90 days ago plus coeliac, ferritin 30 taken 30 days after -> no escalation within relief", [rls(), iv_infusion(90), fx.condition("celiac"), fx.ferritin(30, days_ago=60)], set()),
+    Vignette("IV iron allergy, coeliac, ferritin 30 -> escalate without referral, names the allergy", [rls(), fx.allergy("iron-sucrose"), fx.condition("celiac"), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="c", check=no_referral(("allerg", "specialist"))),
+    # --- safety rules
+    Vignette("Safety 1: not on iron, ferritin 38 with TSAT 50 % -> order iron studies (repeat morning draw)", [rls(), fx.ferritin(38), fx.tsat(50)], {"order-iron-studies"}, check=iron_studies_note),
+    Vignette("Safety 1: not on iron, ferritin 350 -> iron stores adequate with the flag", [rls(), fx.ferritin(350)], {"iron-stores-adequate"}, check=detail_says("300", code="iron-stores-adequate")),
+    Vignette("Safety 1: derived TSAT (iron 150 / TIBC 300 ug/dL = 50 %), ferritin 38, not on iron -> order iron studies", [rls(), fx.ferritin(38), fx.serum_iron(150), fx.tibc(300)], {"order-iron-studies"}),
+    Vignette("Safety 1: derived TSAT in umol/L (26.9/53.7 = 50 %) on oral iron -> overload", [rls(), oral_iron_order(10), fx.ferritin(38), fx.serum_iron(26.9, unit="umol/L", ucum="umol/L"), fx.tibc(53.7, unit="umol/L", ucum="umol/L")], {"iron-overload-risk"}),
+    Vignette("On oral iron order, ferritin 350 -> iron overload risk, delete the EHR order", [rls(), oral_iron_order(10), fx.ferritin(350)], {"iron-overload-risk"}, {"iron-overload-risk": "critical"}, check=both(deletes_only({"mr-fs-ehr"}), detail_says("24 h", code="iron-overload-risk"))),
+    Vignette("On oral iron statement, TSAT 46 % -> iron overload risk", [rls(), oral_iron_statement(10), fx.ferritin(30), fx.tsat(46)], {"iron-overload-risk"}, {"iron-overload-risk": "critical"}),
+    Vignette("Safety 2: hemochromatosis, not on iron, ferritin 30 -> no card", [rls(), fx.condition("hemochromatosis"), fx.ferritin(30)], set()),
+    Vignette("Safety 2: hemochromatosis on oral iron order -> overload risk deleting that order", [rls(), fx.condition("hemochromatosis"), oral_iron_order(10), fx.ferritin(30)], {"iron-overload-risk"}, check=deletes_only({"mr-fs-ehr"})),
+    Vignette("Safety 2: hemochromatosis, pregnant, on oral iron -> overload only (no pregnancy card)", [rls(), fx.condition("hemochromatosis"), fx.condition("pregnancy"), oral_iron_statement(10), fx.ferritin(30)], {"iron-overload-risk"}),
+    Vignette("Safety 3: 12-year-old with RLS, ferritin 30 -> start without an adult-dose order", [fx.patient(birth_date=fx.birth_date_for_age(12)), rls(), fx.ferritin(30)], {"start-oral-iron"}, {"start-oral-iron": "warning"}, check=no_medication_request("start-oral-iron")),
+    Vignette("Safety 3: partial birthDate year 2008 counts as 17 (younger age) -> no adult order", [fx.patient(birth_date="2008"), rls(), fx.ferritin(30)], {"start-oral-iron"}, check=no_medication_request("start-oral-iron")),
+    Vignette("Safety 4: pregnant with coeliac, ferritin 30 -> escalate without referral + pregnancy needs", [rls(), fx.condition("pregnancy"), fx.condition("celiac"), fx.ferritin(30)], {"escalate-iv-iron", "pregnancy-iron-needs"}, {"pregnancy-iron-needs": "info"}, reasons="c", check=no_referral(("trimester", "obstetric"))),
+    Vignette("Pregnant with RLS, ferritin 30 -> start + pregnancy iron needs (27 mg)", [rls(), fx.condition("pregnancy"), fx.ferritin(30)], {"start-oral-iron", "pregnancy-iron-needs"}, {"pregnancy-iron-needs": "info"}, check=detail_says("27 mg", code="pregnancy-iron-needs")),
+    # --- companions
+    Vignette("RLS on pramipexole, ferritin 40 -> start + add iron to dopamine agonist", [rls(), fx.medication_request("pramipexole"), fx.ferritin(40)], {"start-oral-iron", "add-iron-to-dopamine-agonist"}, {"add-iron-to-dopamine-agonist": "info"}),
+    Vignette("RLS on ropinirole, ferritin 80 -> adequate only", [rls(), fx.medication_statement("ropinirole"), fx.ferritin(80)], {"iron-stores-adequate"}),
+    Vignette("RLS on sertraline, ferritin 80 -> adequate + review aggravating medication", [rls(), fx.medication_request("sertraline"), fx.ferritin(80)], {"iron-stores-adequate", "review-aggravating-medication"}, {"review-aggravating-medication": "info"}, check=detail_says("sertraline", code="review-aggravating-medication")),
+    Vignette("RLS on bupropion, ferritin 80 -> adequate only (bupropion does not worsen RLS)", [rls(), fx.medication_request("bupropion"), fx.ferritin(80)], {"iron-stores-adequate"}),
+    Vignette("RLS on stopped sertraline, ferritin 80 -> adequate only", [rls(), fx.medication_request("sertraline", status="stopped"), fx.ferritin(80)], {"iron-stores-adequate"}),
+    # --- no RLS
+    Vignette("No RLS, IDA condition -> screen for RLS", [fx.condition("ida"), fx.ferritin(20)], {"screen-for-rls"}, {"screen-for-rls": "info"}, check=detail_says("the article states", code="screen-for-rls")),
+    Vignette("No RLS, Hb 10 g/dL with ferritin 20 (IDA by labs) -> screen for RLS", [woman(), fx.hemoglobin(10.0), fx.ferritin(20)], {"screen-for-rls"}),
+    Vignette("No RLS, ferritin 20 alone -> no card", [fx.ferritin(20)], set()),
+    Vignette("No RLS, on oral iron with ferritin 400 -> overload risk only", [oral_iron_order(10), fx.ferritin(400)], {"iron-overload-risk"}),
+    Vignette("RLS refuted, ferritin 30 -> no card", [fx.condition("rls", verification="refuted"), fx.ferritin(30)], set()),
+    Vignette("RLS resolved, ferritin 30 -> no card", [fx.condition("rls", clinical="resolved"), fx.ferritin(30)], set()),
+    Vignette("RLS in recurrence, ferritin 30 -> start", [fx.condition("rls", clinical="recurrence"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("RLS recorded for another patient only -> no card", [fx.condition("rls", patient_id="other"), fx.ferritin(30)], set()),
+]
+
+# --- 3b: order-select and order-sign
+ORDERS = [
+    Vignette("order-select ferrous sulfate with ferritin 30 -> continue (not a second start)", [rls(), fx.ferritin(30)], {"continue-oral-iron"}, hook="order-select", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], check=continue_has_recheck),
+    Vignette("order-select: selected draft is bupropion, unselected ferrous sulfate draft -> as if no draft (start)", [rls(), fx.ferritin(30)], {"start-oral-iron"}, hook="order-select", drafts=[fx.draft_order("bupropion", mid="d-bup"), fx.draft_order("ferrous-sulfate", mid="d-fs")], selections=["MedicationRequest/d-bup"]),
+    Vignette("order-sign ferrous sulfate with no ferritin -> order iron studies (warning)", [rls()], {"order-iron-studies"}, {"order-iron-studies": "warning"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")]),
+    Vignette("order-sign pramipexole with no ferritin -> order iron studies (warning)", [rls()], {"order-iron-studies"}, {"order-iron-studies": "warning"}, hook="order-sign", drafts=[fx.draft_order("pramipexole", mid="d-pr")]),
+    Vignette("order-sign sertraline (not iron) with no ferritin -> order iron studies (info) + review medication", [rls()], {"order-iron-studies", "review-aggravating-medication"}, {"order-iron-studies": "info"}, hook="order-sign", drafts=[fx.draft_order("sertraline", mid="d-se")]),
+    Vignette("order-sign IV iron with TSAT 50 % -> overload risk critical, no delete of the draft", [rls(), fx.ferritin(38), fx.tsat(50)], {"iron-overload-risk"}, {"iron-overload-risk": "critical"}, hook="order-sign", drafts=[fx.draft_order("iron-sucrose", mid="d-iv")], check=deletes_only(set())),
+    Vignette("order-sign ferrous sulfate while on EHR oral iron, ferritin 400 -> overload, deletes only the EHR order", [rls(), oral_iron_order(10), fx.ferritin(400)], {"iron-overload-risk"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], check=deletes_only({"mr-fs-ehr"})),
+    Vignette("order-sign ferrous sulfate with oral iron intolerance, ferritin 30 -> escalate (b)", [rls(), fx.allergy("ferrous-sulfate"), fx.ferritin(30)], {"escalate-iv-iron"}, {"escalate-iv-iron": "warning"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], reasons="b"),
+    Vignette("order-sign ferrous sulfate, coeliac, IV iron 60 days ago, ferritin 30 -> escalate (c) despite relief window", [rls(), fx.condition("celiac"), iv_infusion(60), fx.ferritin(30, days_ago=10)], {"escalate-iv-iron"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], reasons="c"),
+    Vignette("order-sign ferrous sulfate with hemochromatosis -> overload critical, no delete", [rls(), fx.condition("hemochromatosis"), fx.ferritin(30)], {"iron-overload-risk"}, {"iron-overload-risk": "critical"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], check=deletes_only(set())),
+    Vignette("order-sign IV iron in pregnancy, ferritin 30 -> pregnancy iron needs as a warning", [rls(), fx.condition("pregnancy"), fx.ferritin(30)], {"pregnancy-iron-needs"}, {"pregnancy-iron-needs": "warning"}, hook="order-sign", drafts=[fx.draft_order("ferric-carboxymaltose", mid="d-iv")], check=detail_says("trimester", code="pregnancy-iron-needs")),
+    Vignette("order-select ferrous sulfate for a 10-year-old, ferritin 30 -> continue, no adult order", [fx.patient(birth_date=fx.birth_date_for_age(10)), rls(), fx.ferritin(30)], {"continue-oral-iron"}, hook="order-select", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")]),
+]
+
+
+@pytest.mark.parametrize("vignette", params(ARTICLE))
+def test_article_patient_view(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
+
+
+@pytest.mark.parametrize("vignette", params(ORDERS))
+def test_article_order_hooks(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
+
+
+def test_every_outcome_is_covered() -> None:
+    """The vignettes above exercise every outcome code and every article escalation reason."""
+    seen = set().union(*(v.expect for v in ARTICLE + ORDERS))
+    assert seen == {"order-iron-studies", "start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate", "iron-overload-risk", "screen-for-rls", "pregnancy-iron-needs", "add-iron-to-dopamine-agonist", "review-aggravating-medication"}
+    assert set("".join(v.reasons for v in ARTICLE + ORDERS)) == set("abcdf")
