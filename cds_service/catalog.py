@@ -32,6 +32,8 @@ STATES = (
     ("no-ferritin", "RLS, no current ferritin", ("ferritin", "current", False)),
     ("ferritin-known", "current ferritin known", None),
 )
+# The order the pathway is drawn in: work-up -> oral -> IV.
+DISPLAY_ORDER = ("no-ferritin", "ferritin-known", "on-oral", "after-iv")
 # Where acting on an outcome leads (the next state of the pathway).
 LEADS_TO = {
     "order-iron-studies": "ferritin-known",
@@ -246,7 +248,7 @@ def build_catalog(rules_dir: Path = RULES_DIR, cases: Mapping[str, list[str]] | 
         profiles=list(rulesets),
         parameters=_param_rows(all_params, rulesets),
         rules=entries,
-        states=[(key, label) for key, label, _ in STATES],
+        states=sorted(((key, label) for key, label, _ in STATES), key=lambda s: DISPLAY_ORDER.index(s[0])),
         edges=edges,
         leads_to=dict(LEADS_TO),
         overriding=overriding,
