@@ -303,3 +303,90 @@ def test_every_outcome_is_covered() -> None:
     seen = set().union(*(v.expect for v in ARTICLE + ORDERS))
     assert seen == {"order-iron-studies", "start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate", "iron-overload-risk", "screen-for-rls", "pregnancy-iron-needs", "add-iron-to-dopamine-agonist", "review-aggravating-medication"}
     assert set("".join(v.reasons for v in ARTICLE + ORDERS)) == set("abcdf")
+
+
+# --- fine points of section 1 (dates, ties, units, thresholds, matching) ----------------------
+
+def _with(resource: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = dict(resource)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def _child(age: int, gender: str = "female") -> dict[str, Any]:
+    return fx.patient(gender=gender, birth_date=fx.birth_date_for_age(age))
+
+
+def _infant(months: int) -> dict[str, Any]:
+    d = DEFAULT_NOW.date()
+    total = d.year * 12 + d.month - 1 - months
+    return fx.patient(birth_date=f"{total // 12:04d}-{total % 12 + 1:02d}-01")
+
+
+def _named(kind_text: str, code: str = "999999", system: str = fx.RXNORM) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code, "display": kind_text}], "text": kind_text}
+
+
+FINE = [
+    Vignette("Tie on date: the later-issued ferritin (70) wins over 30 -> adequate", [rls(), fx.ferritin(30, days_ago=10, issued_days_ago=10, oid="f-b"), fx.ferritin(70, days_ago=10, issued_days_ago=9, oid="f-a")], {"iron-stores-adequate"}),
+    Vignette("Tie on date and issued: the greatest id wins (f-b = 30) -> start", [rls(), fx.ferritin(70, days_ago=10, oid="f-a"), fx.ferritin(30, days_ago=10, oid="f-b")], {"start-oral-iron"}),
+    Vignette("Tie on date: a ferritin without issued sorts first (the issued one, 30, wins)", [rls(), _with(fx.ferritin(70, days_ago=10, oid="f-z"), issued=None), fx.ferritin(30, days_ago=10, oid="f-a")], {"start-oral-iron"}),
+    Vignette("Ferritin dated by effectivePeriod.start is usable -> start", [rls(), _with(fx.ferritin(30), effectiveDateTime=None, effectivePeriod={"start": fx.instant(12)})], {"start-oral-iron"}),
+    Vignette("Ferritin with a partial date 2026-11 counts from its first day (current) -> start", [rls(), _with(fx.ferritin(30), effectiveDateTime="2026-11")], {"start-oral-iron"}),
+    Vignette("Ferritin with no effective date at all is unusable -> order iron studies", [rls(), _with(fx.ferritin(30), effectiveDateTime=None)], {"order-iron-studies"}),
+    Vignette("UCUM code pmol/L governs over free-text 'ng/mL' (89.9 pmol/L = 40) -> start", [rls(), fx.ferritin(89.9, unit="ng/mL", ucum="pmol/L")], {"start-oral-iron"}),
+    Vignette("Free-text unit 'µg/L' without UCUM code is an accepted alias -> start", [rls(), fx.ferritin(30, unit="µg/L", ucum=None)], {"start-oral-iron"}),
+    Vignette("Free-text unit 'nanograms per ml' is not in the alias list -> order iron studies", [rls(), fx.ferritin(30, unit="nanograms per ml", ucum=None)], {"order-iron-studies"}),
+    Vignette("Same-day measured TSAT (30 %) beats a derived one (50 %) -> start, not studies", [rls(), fx.ferritin(38), fx.tsat(30, days_ago=5), fx.serum_iron(150, days_ago=5), fx.tibc(300, days_ago=5)], {"start-oral-iron"}),
+    Vignette("Derived TSAT from mixed units (iron 26.9 umol/L, TIBC 300 ug/dL = 50 %) -> studies", [rls(), fx.ferritin(38), fx.serum_iron(26.9, unit="umol/L", ucum="umol/L"), fx.tibc(300)], {"order-iron-studies"}),
+    Vignette("Iron in mg/L gives no derived TSAT -> start", [rls(), fx.ferritin(38), fx.serum_iron(1.5, unit="mg/L", ucum="mg/L"), fx.tibc(300)], {"start-oral-iron"}),
+    Vignette("Iron and TIBC drawn on different days give no derived TSAT -> start", [rls(), fx.ferritin(38), fx.serum_iron(150, days_ago=5), fx.tibc(300, days_ago=6)], {"start-oral-iron"}),
+    Vignette("TSAT exactly 45 % not on iron, ferritin 38 -> studies (>= 45)", [rls(), fx.ferritin(38), fx.tsat(45)], {"order-iron-studies"}),
+    Vignette("Not on iron, ferritin 80, TSAT 50 % -> adequate with the TSAT flag", [rls(), fx.ferritin(80), fx.tsat(50)], {"iron-stores-adequate"}, check=detail_says("45", code="iron-stores-adequate")),
+    Vignette("On oral iron 10 days, ferritin 300 (not above 300) -> adequate, no overload", [rls(), oral_iron_statement(10), fx.ferritin(300)], {"iron-stores-adequate"}),
+    Vignette("On oral iron 10 days, ferritin 301 -> overload", [rls(), oral_iron_statement(10), fx.ferritin(301)], {"iron-overload-risk"}),
+    # hemoglobin thresholds
+    Vignette("Same day Hb: 718-7 (11.0) preferred over 20509-6 (13.0) in a woman -> IDA -> escalate (d)", [woman(), rls(), fx.hemoglobin(11.0, days_ago=5, oid="hb-a"), fx.hemoglobin(13.0, days_ago=5, loinc="20509-6", oid="hb-z"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("Sex 'other', Hb 12.5 -> 12.0 threshold, not anaemic -> start", [fx.patient(gender="other"), rls(), fx.hemoglobin(12.5), fx.ferritin(45)], {"start-oral-iron"}),
+    Vignette("Sex missing, Hb 11.9 -> anaemic at 12.0 -> escalate (d)", [fx.patient(gender=None), rls(), fx.hemoglobin(11.9), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("Pregnant, Hb 11.5 -> threshold 11.0, not anaemic -> start + pregnancy", [woman(30), rls(), fx.condition("pregnancy"), fx.hemoglobin(11.5), fx.ferritin(45)], {"start-oral-iron", "pregnancy-iron-needs"}),
+    Vignette("Pregnant, Hb 10.9 -> anaemic -> escalate (d) without referral + pregnancy", [woman(30), rls(), fx.condition("pregnancy"), fx.hemoglobin(10.9), fx.ferritin(45)], {"escalate-iv-iron", "pregnancy-iron-needs"}, reasons="d", check=no_referral(("trimester",))),
+    Vignette("Boy aged 14, Hb 12.5 -> threshold 12.0, not anaemic -> start", [_child(14, "male"), rls(), fx.hemoglobin(12.5), fx.ferritin(30)], {"start-oral-iron"}, check=no_medication_request("start-oral-iron")),
+    Vignette("Boy aged 15, Hb 12.5 -> threshold 13.0, anaemic -> escalate (d)", [_child(15, "male"), rls(), fx.hemoglobin(12.5), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("Child aged 8, Hb 11.4 -> threshold 11.5, anaemic -> escalate (d)", [_child(8), rls(), fx.hemoglobin(11.4), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("Child aged 3, Hb 11.2 -> threshold 11.0, not anaemic -> start (no adult dose)", [_child(3), rls(), fx.hemoglobin(11.2), fx.ferritin(30)], {"start-oral-iron"}, check=no_medication_request("start-oral-iron")),
+    Vignette("Infant 4 months, Hb 9.0 -> no anemia fact under 6 months -> start (no adult dose)", [_infant(4), rls(), fx.hemoglobin(9.0), fx.ferritin(30)], {"start-oral-iron"}, check=no_medication_request("start-oral-iron")),
+    Vignette("Infant 10 months, Hb 10.4 -> threshold 10.5, anaemic -> escalate (d)", [_infant(10), rls(), fx.hemoglobin(10.4), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="d"),
+    # oral iron course
+    Vignette("Oral iron statement with no start date counts from today -> continue", [rls(), _with(oral_iron_statement(0), effectivePeriod=None), fx.ferritin(30, days_ago=20)], {"continue-oral-iron"}),
+    Vignette("Oral iron order on hold is not active -> start", [rls(), fx.medication_request("ferrous-sulfate", days_ago=40, status="on-hold"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("Earliest start among statement (40 d) and order (5 d): ferritin 40 at day 35 -> escalate (a)", [rls(), oral_iron_statement(40), oral_iron_order(5), fx.ferritin(40, days_ago=5)], {"escalate-iv-iron"}, reasons="a"),
+    Vignette("validityPeriod.start (40 d) beats authoredOn (5 d): ferritin 40 at day 35 -> escalate (a)", [rls(), _with(oral_iron_order(5), dispenseRequest={"validityPeriod": {"start": fx.day(40)}}), fx.ferritin(40, days_ago=5)], {"escalate-iv-iron"}, reasons="a"),
+    Vignette("Oral iron coded ATC B03AA07 only -> on oral iron 10 days -> continue", [rls(), fx.medication_statement("ferrous-sulfate", days_ago=10, medicationCodeableConcept=fx.concept(fx.ATC, "B03AA07", "ferrous sulfate")), fx.ferritin(30)], {"continue-oral-iron"}),
+    Vignette("Oral iron known only by name ('Ferrous sulfate 325 mg tab', unknown code) -> continue", [rls(), fx.medication_statement("ferrous-sulfate", days_ago=10, medicationCodeableConcept=_named("Ferrous sulfate 325 mg tab")), fx.ferritin(30)], {"continue-oral-iron"}),
+    Vignette("Sertraline code with a misleading 'ferrous sulfate' display: the code wins -> start + review", [rls(), fx.medication_request("sertraline", medicationCodeableConcept=_named("ferrous sulfate", code="36437")), fx.ferritin(30)], {"start-oral-iron", "review-aggravating-medication"}),
+    Vignette("Oral iron via medicationReference to a contained Medication -> continue", [rls(), _with(fx.medication_request("ferrous-sulfate", days_ago=10), medicationCodeableConcept=None, medicationReference={"reference": "#med1"}, contained=[{"resourceType": "Medication", "id": "med1", "code": fx.medication_concept("ferrous-sulfate")}]), fx.ferritin(30)], {"continue-oral-iron"}),
+    # IV iron windows
+    Vignette("IV iron exactly 183 days ago is still recent: ferritin 30 taken 83 days after -> escalate (f), no start", [rls(), iv_infusion(183), fx.ferritin(30, days_ago=100)], {"escalate-iv-iron"}, reasons="f"),
+    Vignette("IV iron 184 days ago is not recent -> start", [rls(), iv_infusion(184), fx.ferritin(30, days_ago=10)], {"start-oral-iron"}),
+    Vignette("IV iron 100 days ago, ferritin 30 exactly 56 days after -> escalate (f)", [rls(), iv_infusion(100), fx.ferritin(30, days_ago=44)], {"escalate-iv-iron"}, reasons="f"),
+    Vignette("IV iron administration not-done does not count -> start", [rls(), fx.medication_administration("iron-sucrose", days_ago=30, status="not-done"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("IV iron in progress today counts as recent -> no iron card", [rls(), fx.medication_administration("ferric-carboxymaltose", days_ago=0, status="in-progress"), fx.ferritin(30)], set()),
+    Vignette("IV iron coded ATC B03AC only, 30 days ago -> recent -> no iron card", [rls(), fx.medication_administration("iron-sucrose", days_ago=30, medicationCodeableConcept=fx.concept(fx.ATC, "B03AC", "iron, parenteral preparations")), fx.ferritin(30)], set()),
+    Vignette("IV iron statement completed 60 days ago, ferritin 30 today -> escalate (f)", [rls(), fx.medication_statement("ferric-carboxymaltose", days_ago=60, status="completed"), fx.ferritin(30, days_ago=0)], {"escalate-iv-iron"}, reasons="f"),
+    # precedence
+    Vignette("Pregnant on oral iron with ferritin 350 -> overload only (no pregnancy card)", [woman(30), rls(), fx.condition("pregnancy"), oral_iron_statement(10), fx.ferritin(350)], {"iron-overload-risk"}),
+    Vignette("On pramipexole with TSAT 50 % and ferritin 30, not on iron -> studies only (no dopamine-agonist iron card)", [rls(), fx.medication_request("pramipexole"), fx.ferritin(30), fx.tsat(50)], {"order-iron-studies"}),
+    Vignette("order-sign ropinirole with ferritin 30 -> start + add iron to dopamine agonist", [rls(), fx.ferritin(30)], {"start-oral-iron", "add-iron-to-dopamine-agonist"}, hook="order-sign", drafts=[fx.draft_order("ropinirole", mid="d-ro")]),
+    Vignette("No RLS, on oral iron, hemochromatosis -> overload risk only", [fx.condition("hemochromatosis"), oral_iron_order(10), fx.ferritin(30)], {"iron-overload-risk"}),
+    Vignette("No RLS, IDA and overload on oral iron -> screen + overload", [fx.condition("ida"), oral_iron_order(10), fx.ferritin(400)], {"screen-for-rls", "iron-overload-risk"}),
+]
+
+
+@pytest.mark.parametrize("vignette", params(FINE))
+def test_article_fine_points(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
