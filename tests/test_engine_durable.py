@@ -196,6 +196,22 @@ def test_colliding_session_ids_exist_and_the_pool_never_holds_a_pair():
     assert pair is not None and pair[0] != pair[1] and fnv1a_32(pair[0]) == fnv1a_32(pair[1])
     pool = distinct_sid_pool("rls_article_x", 256)
     assert len({fnv1a_32(s) for s in pool} | {fnv1a_32("0")}) == len(pool) + 1
+    # The trap is real, and fnv1a_32 is the hash durable-rules uses: facts asserted under the two
+    # colliding sids join in one session (a bare durable ruleset with a two-fact rule).
+    joined = run_child(f"""
+        from durable import engine as de
+        fired = []
+        class Host(de.Host):
+            def _run(self): return None
+            def get_action(self, name):
+                return lambda c: fired.append(name)
+        host = Host()
+        host.register_rulesets({{"join": {{"both": {{"all": [{{"f": {{"t": "ferritin"}}}}, {{"r": {{"t": "rls"}}}}], "run": "both"}}}}}})
+        host.assert_facts("join", [{{"sid": "{pair[0]}", "t": "ferritin", "v": 30}}])
+        host.assert_facts("join", [{{"sid": "{pair[1]}", "t": "rls"}}])
+        out(fired=fired)
+    """)
+    assert joined["fired"] == ["both"], "two patients' facts joined: the collision is real"
     answer = run_child("""
         d = DurableEvaluator(RS)
         hashes = [fnv1a_32(s) for s in d.pool]
