@@ -128,8 +128,9 @@ def test_generated_fact_sets_agree(facts):
 # --- realistic requests: rule test cases, examples/, and a few built here ------------------------
 
 @pytest.fixture(scope="module")
-def runtime():
-    return build_runtime(Settings(auth_mode="off", rule_engine="python"))
+def runtime(tmp_path_factory):
+    database = tmp_path_factory.mktemp("differential") / "decisions.db"
+    return build_runtime(Settings(auth_mode="off", rule_engine="python", database_url=f"sqlite:///{database}"))
 
 
 def _rule_cases() -> list[Any]:
