@@ -390,3 +390,41 @@ FINE = [
 @pytest.mark.parametrize("vignette", params(FINE))
 def test_article_fine_points(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, "rls-iron", vignette)
+
+
+def reasons_exactly(expected: str) -> Callable[[dict[str, dict[str, Any]]], None]:
+    """The escalate detail names these reasons and no other (a)-(f) as applied."""
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        detail = cards["escalate-iv-iron"]["detail"]
+        named = {r for r in "abcdef" if f"- ({r})" in detail}
+        assert named == set(expected), f"reasons named {sorted(named)}, expected {sorted(expected)}"
+    return check
+
+
+FINE2 = [
+    Vignette("Ferritin at 23:30 local (-05:00) today is tomorrow in UTC -> future -> studies", [rls(), _with(fx.ferritin(30), effectiveDateTime="2026-11-26T23:30:00-05:00")], {"order-iron-studies"}),
+    Vignette("Ferritin 365 days ago local but 366 in UTC (+05:00, 01:00) -> stale -> studies", [rls(), _with(fx.ferritin(30), effectiveDateTime="2025-11-26T01:00:00+05:00")], {"order-iron-studies"}),
+    Vignette("18th birthday today: adult, ferrous sulfate order suggested", [fx.patient(birth_date="2008-11-26"), rls(), fx.ferritin(30)], {"start-oral-iron"}, check=start_has_ferrous_sulfate_and_recheck),
+    Vignette("18th birthday tomorrow: still 17, no adult order", [fx.patient(birth_date="2008-11-27"), rls(), fx.ferritin(30)], {"start-oral-iron"}, check=no_medication_request("start-oral-iron")),
+    Vignette("Partial birthDate 2008-11 counts from 2008-11-30 (17) -> no adult order", [fx.patient(birth_date="2008-11"), rls(), fx.ferritin(30)], {"start-oral-iron"}, check=no_medication_request("start-oral-iron")),
+    Vignette("Ferritin reported as text '<5' (no quantity) is unusable -> studies", [rls(), _with(fx.ferritin(5), valueQuantity=None, valueString="<5")], {"order-iron-studies"}),
+    Vignette("Older TSAT 50 %, newer TSAT 30 % -> latest is normal -> start", [rls(), fx.ferritin(30), fx.tsat(50, days_ago=40), fx.tsat(30, days_ago=5)], {"start-oral-iron"}),
+    Vignette("Older ferritin 350, newer ferritin 30 -> latest is low -> start", [rls(), fx.ferritin(350, days_ago=200), fx.ferritin(30, days_ago=5)], {"start-oral-iron"}),
+    Vignette("TSAT 50 % taken 91 days ago is not current -> start", [rls(), fx.ferritin(30), fx.tsat(50, days_ago=91)], {"start-oral-iron"}),
+    Vignette("Two RLS conditions, one refuted and one active -> RLS -> start", [fx.condition("rls", verification="refuted"), fx.condition("rls-icd"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("On oral iron 35 days, ferritin 41 on day 30, coeliac -> escalate naming (a) and (c)", [rls(), oral_iron_statement(35), fx.condition("celiac"), fx.ferritin(41, days_ago=5)], {"escalate-iv-iron"}, reasons="ac", check=reasons_exactly("ac")),
+    Vignette("Recent IV iron plus coeliac, ferritin 30 taken 60 days after -> escalate (f) only", [rls(), iv_infusion(90), fx.condition("celiac"), fx.ferritin(30, days_ago=30)], {"escalate-iv-iron"}, reasons="f", check=reasons_exactly("f")),
+    Vignette("order-sign ferrous sulfate, no ferritin, TSAT 50 % -> overload (draft counts), no delete", [rls(), fx.tsat(50)], {"iron-overload-risk"}, {"iron-overload-risk": "critical"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], check=deletes_only(set())),
+    Vignette("order-select IV iron in pregnancy -> pregnancy iron needs (warning)", [woman(30), rls(), fx.condition("pregnancy"), fx.ferritin(30)], {"pregnancy-iron-needs"}, {"pregnancy-iron-needs": "warning"}, hook="order-select", drafts=[fx.draft_order("iron-sucrose", mid="d-iv")]),
+    Vignette("order-select oral iron in pregnancy -> continue + pregnancy iron needs (info)", [woman(30), rls(), fx.condition("pregnancy"), fx.ferritin(30)], {"continue-oral-iron", "pregnancy-iron-needs"}, {"pregnancy-iron-needs": "info"}, hook="order-select", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")]),
+    Vignette("order-sign ferrous sulfate for another patient's draft is ignored -> start", [rls(), fx.ferritin(30)], {"start-oral-iron"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs", patient_id="other")]),
+    Vignette("order-select naming no draft of the context -> as if no draft -> start", [rls(), fx.ferritin(30)], {"start-oral-iron"}, hook="order-select", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], selections=["MedicationRequest/not-here"]),
+    Vignette("order-sign ferrous sulfate for a 12-year-old on EHR iron with ferritin 400 -> overload deleting the EHR order", [_child(12), rls(), oral_iron_order(10), fx.ferritin(400)], {"iron-overload-risk"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], check=deletes_only({"mr-fs-ehr"})),
+    Vignette("Metoclopramide known by name only -> review aggravating medication", [rls(), fx.medication_request("sertraline", medicationCodeableConcept=_named("metoclopramide 10 MG Oral Tablet", code="311666000")), fx.ferritin(80)], {"iron-stores-adequate", "review-aggravating-medication"}),
+    Vignette("Hemoglobin 120 labelled g/dL is implausible (never guessed) -> ferritin 45 -> start", [woman(), rls(), fx.hemoglobin(120), fx.ferritin(45)], {"start-oral-iron"}),
+]
+
+
+@pytest.mark.parametrize("vignette", params(FINE2))
+def test_article_more_fine_points(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
