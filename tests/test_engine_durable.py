@@ -366,3 +366,28 @@ def test_every_operator_plain_and_negated_matches_the_reference_on_missing_equal
     """)
     assert answer["checked"] == 90 and answer["rules"] == 40
     assert answer["mismatches"] == []
+
+
+def test_retired_sessions_never_exhaust_the_pool_nor_reuse_a_hash():
+    # A session in which no action ran cannot be deleted (segfault) and may hold facts: its sid is
+    # retired for good. Force that 300 times (more than the pool), then evaluate normally.
+    answer = run_child("""
+        d, p = DurableEvaluator(RS), PythonEvaluator(RS)
+        original = d._host.assert_facts
+        def broken(name, facts):
+            raise RuntimeError("injected before any action ran")
+        d._host.assert_facts = broken
+        failures = 0
+        for _ in range(300):
+            try:
+                d.fired(LOW)
+            except EngineError:
+                failures += 1
+        d._host.assert_facts = original
+        ok = all(d.fired(f) == p.fired(f) for f in (LOW, HIGH, NOTHING))
+        hashes = [fnv1a_32(s) for s in d.pool]
+        out(failures=failures, retired=len(d.retired), pool=len(d.pool), distinct=len(set(hashes)), zero=fnv1a_32("0") in hashes, ok=ok)
+    """)
+    assert answer["failures"] == 300 and answer["retired"] == 300
+    assert answer["pool"] > 300 and answer["distinct"] == answer["pool"] and not answer["zero"]
+    assert answer["ok"]

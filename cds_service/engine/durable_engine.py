@@ -14,7 +14,8 @@ Every trap listed in shared/durable-rules.md, and what this module does about it
   facts: sids come from a fixed pool whose hashes are checked distinct at start-up, and a sid is
   never shared by two evaluations in flight.
 - 1024 live sessions per ruleset is a hard cap: the pool is smaller, and every session is
-  deleted in a `finally`. A fact that is refused before assertion never takes a sid.
+  deleted in a `finally`. A fact that is refused before assertion never takes a sid. A retired
+  sid is replaced by a fresh one (hash distinct from every sid used) up to MAX_LIVE_SESSIONS.
 - A fact without `sid` lands in the shared session "0": every fact carries its sid.
 - `$not` depends on assertion order: no `$not` is ever compiled. Negation (`none`) is compiled
   by De Morgan into field tests on the one case fact, with `$nex` for missing values.
@@ -54,6 +55,7 @@ CASE_TYPE = "case"
 MAX_KEYS = 200
 MAX_TEXT = 200
 POOL_SIZE = 256
+MAX_LIVE_SESSIONS = 1000  # durable-rules raises MemoryError at 1024 live sessions per ruleset
 _FIELD_SEP = "__"
 _INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 _DURABLE_OP = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "!=": "$neq"}
@@ -224,6 +226,8 @@ class DurableEvaluator:
         self.pool = distinct_sid_pool(self._name, pool_size)
         self._free = list(reversed(self.pool))
         self.retired: list[str] = []
+        self._hashes = {fnv1a_32("0")} | {fnv1a_32(sid) for sid in self.pool}
+        self._minted = itertools.count()
         self.evaluations = 0
 
     @property
@@ -250,7 +254,7 @@ class DurableEvaluator:
         with _ENGINE_LOCK:
             case = self.case_fact(facts, "")  # refused here, before a session exists
             if not self._free:
-                raise EngineError("no free engine session")
+                self._replenish()
             sid = self._free.pop()
             case["sid"] = sid
             self._collector.reset()
@@ -273,6 +277,21 @@ class DurableEvaluator:
                 self.evaluations += 1
                 self._release(sid, asserted)
             return [rule.id for rule in self.ruleset.rules if rule.id in raw]
+
+    def _replenish(self) -> None:
+        """One more sid when retired sessions have used up the pool: its hash distinct from every
+        sid ever used (retired sessions still hold facts), within durable-rules' live-session cap."""
+        if len(self.pool) >= MAX_LIVE_SESSIONS:
+            log.error("durable sessions exhausted: too many retired sessions", extra={"ruleset": self._name})
+            raise EngineError("no free engine session (restart the worker)")
+        while True:
+            sid = f"{self._name}-x{next(self._minted)}"
+            h = fnv1a_32(sid)
+            if h not in self._hashes:
+                self._hashes.add(h)
+                self.pool.append(sid)
+                self._free.append(sid)
+                return
 
     def _release(self, sid: str, asserted: bool) -> None:
         """Delete the session and return its sid; a session that may hold facts is never reused."""
