@@ -428,3 +428,39 @@ FINE2 = [
 @pytest.mark.parametrize("vignette", params(FINE2))
 def test_article_more_fine_points(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, "rls-iron", vignette)
+
+
+def _icd(code: str, display: str, **kw: Any) -> dict[str, Any]:
+    return fx.condition("rls", code={"coding": [{"system": fx.ICD10, "code": code, "display": display}], "text": display}, **kw)
+
+
+FINE3 = [
+    Vignette("Derived TSAT 50 % stands next to a preliminary same-day TSAT (unusable) -> studies", [rls(), fx.ferritin(38), fx.serum_iron(150, days_ago=0), fx.tibc(300, days_ago=0), fx.tsat(20, days_ago=0, status="preliminary")], {"order-iron-studies"}),
+    Vignette("order-sign ferrous sulfate while on EHR oral iron for 40 days, ferritin 40 on day 35 -> escalate (a)", [rls(), oral_iron_statement(40), fx.ferritin(40, days_ago=5)], {"escalate-iv-iron"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], reasons="a"),
+    # Clinically cautious reading of (f): "a ferritin taken 56 days or more after the infusion" is judged against the
+    # latest infusion; a ferritin drawn before a repeat course 10 days ago does not call for yet another course.
+    # Spec 3, escalate-iv-iron: "(f) recent IV iron, and a ferritin taken 56 days or more after the infusion is still
+    # <= ferritin_low". The card itself says "IV iron 10 days ago" yet claims the ferritin was 56+ days after IV iron.
+    Vignette("IV iron 150 and 10 days ago, ferritin 30 drawn 20 days ago (before the repeat) -> no escalation", [rls(), iv_infusion(150), iv_infusion(10), fx.ferritin(30, days_ago=20)], set(),
+             defect="reason (f) is judged against an earlier infusion: a ferritin drawn before the repeat course given 10 days ago triggers another IV referral"),
+    Vignette("Pregnant, recent IV iron, ferritin 30 taken 60 days after -> escalate (f) without referral", [woman(30), rls(), fx.condition("pregnancy"), iv_infusion(90), fx.ferritin(30, days_ago=30)], {"escalate-iv-iron", "pregnancy-iron-needs"}, reasons="f", check=no_referral(("obstetric",))),
+    Vignette("Unconfirmed but active oral iron allergy still counts -> escalate (b)", [rls(), fx.allergy("ferrous-sulfate", verification="unconfirmed"), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="b"),
+    Vignette("Inactive oral iron allergy does not count -> start", [rls(), fx.allergy("ferrous-sulfate", clinical="inactive"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("IDA coded D50.0 -> escalate (d)", [rls(), _icd("D50.0", "Iron deficiency anemia secondary to blood loss (chronic)"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("Crohn's coded K50.10 -> escalate (c)", [rls(), _icd("K50.10", "Crohn's disease of large intestine without complications"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="c"),
+    Vignette("Ulcerative colitis coded K51.90 -> escalate (c)", [rls(), _icd("K51.90", "Ulcerative colitis, unspecified, without complications"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="c"),
+    Vignette("Malabsorption K90.9 -> escalate (c)", [rls(), _icd("K90.9", "Intestinal malabsorption, unspecified"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="c"),
+    Vignette("Hemochromatosis E83.119 with oral iron -> overload", [rls(), _icd("E83.119", "Hemochromatosis, unspecified"), oral_iron_statement(10), fx.ferritin(45)], {"iron-overload-risk"}),
+    Vignette("Hemochromatosis parent code E83.11 not on iron -> no card", [rls(), _icd("E83.11", "Hemochromatosis"), fx.ferritin(45)], set()),
+    Vignette("Pregnancy coded Z33.1 -> start + pregnancy", [rls(), _icd("Z33.1", "Pregnant state, incidental"), fx.ferritin(45)], {"start-oral-iron", "pregnancy-iron-needs"}),
+    Vignette("Ferritin LOINC 24373-3 (blood) -> usable -> start", [rls(), fx.ferritin(30, loinc="24373-3")], {"start-oral-iron"}),
+    Vignette("Ferritin LOINC 20567-4 -> usable -> start", [rls(), fx.ferritin(30, loinc="20567-4")], {"start-oral-iron"}),
+    Vignette("TSAT LOINC 14801-5 at 50 % with oral iron -> overload", [rls(), oral_iron_statement(10), fx.ferritin(30), fx.tsat(50, loinc="14801-5")], {"iron-overload-risk"}),
+    Vignette("Hb 6.8 mmol/L under 75928-2 (= 10.95 g/dL) in a woman -> escalate (d)", [woman(), rls(), fx.hemoglobin(6.8, unit="mmol/L", ucum="mmol/L", loinc="75928-2"), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("order-sign IV iron and oral iron together, ferritin 30 -> no start/continue/escalate (IV iron being given)", [rls(), fx.ferritin(30)], set(), hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs"), fx.draft_order("iron-sucrose", mid="d-iv")]),
+]
+
+
+@pytest.mark.parametrize("vignette", params(FINE3))
+def test_article_coding_and_edge_cases(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)

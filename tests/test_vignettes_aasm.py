@@ -111,3 +111,30 @@ def test_aasm_order_hooks(vclient: TestClient, vignette: Vignette) -> None:
 def test_aasm_covers_reason_e_and_band_edges() -> None:
     assert "e" in "".join(v.reasons for v in AASM)
     assert {"start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate", "order-iron-studies", "iron-overload-risk"} <= set().union(*(v.expect for v in AASM + ORDERS))
+
+
+MORE = [
+    Vignette("Not on iron, ferritin 350, no TSAT -> studies (TSAT requirement beats safety 1's 'otherwise')", [rls(), fx.ferritin(350)], {"order-iron-studies"}),
+    Vignette("On oral iron 50 days, ferritin 110 -> adequate", [rls(), oral_iron_statement(50), fx.ferritin(110, days_ago=5)], {"iron-stores-adequate"}),
+    Vignette("On oral iron 50 days, ferritin 60, TSAT 50 % -> overload", [rls(), oral_iron_statement(50), fx.ferritin(60, days_ago=5), fx.tsat(50, days_ago=5)], {"iron-overload-risk"}),
+    Vignette("Dopamine agonist, ferritin 90, TSAT 25 % (band, iron not indicated) -> escalate (e), no dopamine-agonist card", [rls(), fx.medication_request("ropinirole"), fx.ferritin(90), fx.tsat(25)], {"escalate-iv-iron"}, reasons="e"),
+    Vignette("Dopamine agonist, ferritin 120, TSAT 15 % (iron indicated) -> start + dopamine-agonist card", [rls(), fx.medication_request("ropinirole"), fx.ferritin(120), fx.tsat(15)], {"start-oral-iron", "add-iron-to-dopamine-agonist"}),
+    Vignette("62F Hb 11.0, ferritin 120, TSAT 15 % -> no IDA (ferritin above 75) -> start", [woman(), rls(), fx.hemoglobin(11.0), fx.ferritin(120), fx.tsat(15)], {"start-oral-iron"}),
+    Vignette("No RLS, Hb 10.0 with ferritin 70 -> IDA at 75 -> screen for RLS", [woman(), fx.hemoglobin(10.0), fx.ferritin(70), fx.tsat(25)], {"screen-for-rls"}),
+    Vignette("Hemochromatosis on oral iron, ferritin 60 -> overload only", [rls(), fx.condition("hemochromatosis"), oral_iron_statement(30), fx.ferritin(60)], {"iron-overload-risk"}),
+    Vignette("Child aged 10, ferritin 60, TSAT 25 % -> start without an adult-dose order", [fx.patient(birth_date=fx.birth_date_for_age(10)), rls(), fx.ferritin(60), fx.tsat(25)], {"start-oral-iron"}, check=lambda cards: None if not created(cards["start-oral-iron"], "MedicationRequest") else pytest.fail("adult dose for a child")),
+]
+
+
+def test_article_and_aasm_differ_on_ferritin_70(vclient: TestClient) -> None:
+    """The same chart (RLS, ferritin 70, TSAT 25 %) is adequate under the article and treated under aasm-2024."""
+    from tests.test_vignettes import post
+
+    chart = [rls(), fx.ferritin(70), fx.tsat(25)]
+    assert set(post(vclient, "rls-iron", chart)) == {"iron-stores-adequate"}
+    assert set(post(vclient, PREFIX, chart)) == {"start-oral-iron"}
+
+
+@pytest.mark.parametrize("vignette", params(MORE))
+def test_aasm_more(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, PREFIX, vignette)
