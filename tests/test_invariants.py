@@ -520,3 +520,21 @@ def test_safety_rules_and_card_contract_hold_for_every_chart(iclient: TestClient
                         rtype, _, rid = str(one).partition("/")
                         assert rtype == "MedicationRequest" and rid in ehr_iron_orders, f"(k) delete {one}: {where}"
                         assert rid not in {d["id"] for d in chart.drafts}, f"(k) delete of a draft: {where}"
+
+
+@SMALL
+@given(chart=charts(), extra=st.lists(MED_KINDS, min_size=1, max_size=3), goal=st.integers(1, 400), glucose=st.booleans())
+def test_unselected_drafts_ferritin_goals_and_unrelated_labs_never_change_the_answer(iclient: TestClient, chart: Chart, extra: list[str], goal: int, glucose: bool) -> None:
+    """order-select reads only the selected drafts; a ferritin goal (86914-9) or an unrelated lab is not a result."""
+    with explained(chart):
+        base, _ = call(iclient, chart)
+        resources = chart.resources + [fx.ferritin(goal, days_ago=0, loinc="86914-9", oid="zz-goal")]
+        if glucose:
+            resources.append(fx.observation("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 95, "mg/dL", "mg/dL", days_ago=0, oid="zz-glucose"))
+        drafts = chart.drafts
+        if chart.hook == "order-select":
+            drafts = chart.drafts + [fx.draft_order(kind, mid=f"zz-unselected-{i}") for i, kind in enumerate(extra)]
+            if chart.selections is None:
+                chart.selections = []
+        again, _ = call(iclient, chart, chart.request(resources, drafts))
+        assert again == base, f"{signature(chart)}: changed {sorted(base.outcomes)} -> {sorted(again.outcomes)}"
