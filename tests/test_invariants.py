@@ -473,6 +473,7 @@ def test_safety_rules_and_card_contract_hold_for_every_chart(iclient: TestClient
             if code in FIXED_INDICATOR:
                 assert card["indicator"] == FIXED_INDICATOR[code], f"indicator of {code}: {card['indicator']}: {where}"
             assert label_word in card["source"].get("label", "").lower(), f"source.label names the profile: {card['source'].get('label')}"
+            assert any("catalog" in link.get("url", "") for link in card.get("links", [])), f"links point to the rule catalog: {code}"
             text = card["summary"] + " " + (card.get("detail") or "")
             for figure in ("35 %", "35%", "76 %", "76%", "15 %", "15%"):
                 if figure in text:
@@ -663,6 +664,14 @@ def expected_article(c: Clean) -> set[str] | None:
     return out
 
 
+def facts_are_stated(clean: Clean, cards: list[dict[str, Any]]) -> None:
+    """Every card's detail states the facts it used: a ferritin-judged card names the latest ferritin's date."""
+    current = sorted((d, v) for v, d in clean.ferritins if 0 <= d <= 365)
+    for card in cards:
+        if card["source"]["topic"]["code"] in {"start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate"} and current:
+            assert fx.day(current[0][0]) in card["detail"], f"{card['source']['topic']['code']} detail names the ferritin used ({fx.day(current[0][0])})"
+
+
 @PROPERTY
 @given(clean=clean_charts())
 def test_article_patient_view_matches_a_literal_reading_of_section_3(iclient: TestClient, clean: Clean) -> None:
@@ -673,6 +682,7 @@ def test_article_patient_view_matches_a_literal_reading_of_section_3(iclient: Te
     assert response.status_code == 200
     got = {card["source"]["topic"]["code"] for card in response.json()["cards"]}
     assert got == expected, f"{clean}: got {sorted(got)}, expected {sorted(expected)}"
+    facts_are_stated(clean, response.json()["cards"])
 
 
 def expected_aasm(c: Clean) -> set[str] | None:
@@ -720,7 +730,9 @@ def expected_aasm(c: Clean) -> set[str] | None:
     if not (indicated or band):
         return out | {"iron-stores-adequate"}
     if recent_iv:
-        if latest[0] <= c.iv_days - 56:
+        # (f) "a ferritin taken 56 days or more after the infusion is still <= ferritin_low": the band does not
+        # count here (the band is reason (e), which needs no recent IV iron).
+        if latest[0] <= c.iv_days - 56 and ferr <= 75:
             out.add("escalate-iv-iron")
         return out
     if (trial_done and since) or c.oral_allergy or c.absorption or ida or band:
@@ -742,3 +754,4 @@ def test_aasm_patient_view_matches_a_literal_reading_of_sections_2_and_3(iclient
     assert response.status_code == 200
     got = {card["source"]["topic"]["code"] for card in response.json()["cards"]}
     assert got == expected, f"{clean}: got {sorted(got)}, expected {sorted(expected)}"
+    facts_are_stated(clean, response.json()["cards"])
