@@ -464,3 +464,21 @@ FINE3 = [
 @pytest.mark.parametrize("vignette", params(FINE3))
 def test_article_coding_and_edge_cases(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, "rls-iron", vignette)
+
+
+FINE4 = [
+    Vignette("order-sign draft ferrous sulfate via contained Medication, ferritin 30 -> continue", [rls(), fx.ferritin(30)], {"continue-oral-iron"}, hook="order-sign",
+             drafts=[_with(fx.draft_order("ferrous-sulfate", mid="d-fs"), medicationCodeableConcept=None, medicationReference={"reference": "#m1"}, contained=[{"resourceType": "Medication", "id": "m1", "code": fx.medication_concept("ferrous-sulfate")}])]),
+    Vignette("order-select pramipexole with no ferritin -> order iron studies (warning)", [rls()], {"order-iron-studies"}, {"order-iron-studies": "warning"}, hook="order-select", drafts=[fx.draft_order("pramipexole", mid="d-pr")]),
+    Vignette("order-sign IV iron in pregnancy with hemochromatosis -> overload only, no delete", [woman(30), rls(), fx.condition("pregnancy"), fx.condition("hemochromatosis"), fx.ferritin(30)], {"iron-overload-risk"}, hook="order-sign", drafts=[fx.draft_order("iron-sucrose", mid="d-iv")], check=deletes_only(set())),
+    Vignette("EHR ferrous sulfate order still in draft status is not active -> start", [rls(), fx.medication_request("ferrous-sulfate", status="draft", mid="ehr-draft"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("Oral iron statement 'intended' is not active -> start", [rls(), fx.medication_statement("ferrous-sulfate", days_ago=10, status="intended"), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("Oral iron administration does not make a patient on oral iron -> start", [rls(), fx.medication_administration("ferrous-sulfate", days_ago=10), fx.ferritin(30)], {"start-oral-iron"}),
+    Vignette("Recent IV iron by a completed order, TSAT 50 % -> overload without deleting the completed order", [rls(), fx.medication_request("iron-sucrose", days_ago=30, status="completed", mid="mr-iv-done"), fx.ferritin(30), fx.tsat(50)], {"iron-overload-risk"}, check=deletes_only(set())),
+    Vignette("Active IV iron order 30 days ago, ferritin 400 -> overload deleting that order", [rls(), fx.medication_request("iron-sucrose", days_ago=30, mid="mr-iv-active"), fx.ferritin(400)], {"iron-overload-risk"}, check=deletes_only({"mr-iv-active"})),
+]
+
+
+@pytest.mark.parametrize("vignette", params(FINE4))
+def test_article_orders_and_statuses(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
