@@ -482,3 +482,25 @@ FINE4 = [
 @pytest.mark.parametrize("vignette", params(FINE4))
 def test_article_orders_and_statuses(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, "rls-iron", vignette)
+
+
+def test_discovery_lists_every_profile_and_hook(vclient: TestClient) -> None:
+    """A real CDS Hooks client starts from discovery: six services, each with the prefetch the fixtures fill."""
+    services = {s["id"]: s for s in vclient.get("/cds-services").json()["services"]}
+    for prefix in ("rls-iron", "rls-iron-aasm2024"):
+        for hook in ("patient-view", "order-select", "order-sign"):
+            assert services[f"{prefix}-{hook}"]["hook"] == hook
+            assert set(fx.PREFETCH_KEY_BY_TYPE.values()) | {"patient"} <= set(services[f"{prefix}-{hook}"]["prefetch"])
+
+
+def test_searchset_with_full_urls_and_an_operation_outcome_entry(vclient: TestClient) -> None:
+    """An EHR's searchset carries fullUrls, search modes and an OperationOutcome warning entry: same answer as plain."""
+    request = fx.cds_request([rls(), fx.ferritin(38, days_ago=14)])
+    labs, _ = fx.full_url_bundle([fx.ferritin(38, days_ago=14)], style="absolute")
+    for entry in labs["entry"]:
+        entry["search"] = {"mode": "match"}
+    labs["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "informational", "diagnostics": "some results suppressed"}]}, "search": {"mode": "outcome"}})
+    request["prefetch"]["labs"] = labs
+    response = vclient.post("/cds-services/rls-iron-patient-view", json=request)
+    assert response.status_code == 200, response.text
+    assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == ["start-oral-iron"]
