@@ -504,3 +504,22 @@ def test_searchset_with_full_urls_and_an_operation_outcome_entry(vclient: TestCl
     response = vclient.post("/cds-services/rls-iron-patient-view", json=request)
     assert response.status_code == 200, response.text
     assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == ["start-oral-iron"]
+
+
+UNITS = [
+    Vignette("Oral iron started '2026-10' (partial: from 2026-10-01, 56 days), ferritin 40 ten days ago -> escalate (a)", [rls(), _with(oral_iron_statement(0), effectivePeriod={"start": "2026-10"}), fx.ferritin(40, days_ago=10)], {"escalate-iv-iron"}, reasons="a"),
+    Vignette("IV iron given '2026-06' (partial: 178 days), ferritin 30 taken 78 days after -> escalate (f)", [rls(), _with(iv_infusion(0), effectiveDateTime="2026-06"), fx.ferritin(30, days_ago=100)], {"escalate-iv-iron"}, reasons="f"),
+    # Section 1: usable with "a numeric valueQuantity in a unit convertible to ug/L"; mg/L is a UCUM mass
+    # concentration (0.03 mg/L = 30 ug/L). Reading it as unusable gives order-iron-studies instead of start.
+    Vignette("Ferritin 0.03 mg/L (UCUM, = 30 ug/L) -> start", [rls(), fx.ferritin(0.03, unit="mg/L", ucum="mg/L")], {"start-oral-iron"},
+             defect="ferritin in a convertible UCUM unit other than ng/mL, ug/L, pmol/L (mg/L, ug/dL, nmol/L) is treated as not convertible"),
+    # Section 1, TSAT: "canonical unit %"; UCUM "1" (a fraction) converts to % (x100). A TSAT of 0.50 reported as
+    # a fraction is then 50 %: safety rule 1 applies (not on iron -> order-iron-studies, not start-oral-iron).
+    Vignette("TSAT 0.50 in UCUM '1' (= 50 %), ferritin 38, not on iron -> studies (safety rule 1)", [rls(), fx.ferritin(38), _with(fx.tsat(50), valueQuantity={"value": 0.5, "unit": "1", "system": fx.UCUM, "code": "1"})], {"order-iron-studies"},
+             defect="TSAT reported as a UCUM fraction ('1') is unusable, so a 50 % TSAT is ignored and oral iron is advised"),
+]
+
+
+@pytest.mark.parametrize("vignette", params(UNITS))
+def test_article_partial_dates_and_convertible_units(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
