@@ -523,3 +523,23 @@ UNITS = [
 @pytest.mark.parametrize("vignette", params(UNITS))
 def test_article_partial_dates_and_convertible_units(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, "rls-iron", vignette)
+
+
+def window_named(code: str, first: str, last: str) -> Callable[[dict[str, dict[str, Any]]], None]:
+    """The ferritin recheck ServiceRequest of `code` falls in the profile's window after the start of the course."""
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        text = repr(created(cards[code], "ServiceRequest"))
+        assert first in text and last in text, f"{code} recheck window {first}..{last} not in {text[:300]}"
+    return check
+
+
+WINDOWS = [
+    Vignette("Start today -> recheck 2026-12-24 to 2027-01-07 (28-42 days)", [rls(), fx.ferritin(30)], {"start-oral-iron"}, check=window_named("start-oral-iron", "2026-12-24", "2027-01-07")),
+    Vignette("On ferrous sulfate since 2026-11-16 -> recheck 2026-12-14 to 2026-12-28", [rls(), oral_iron_statement(10), fx.ferritin(30, days_ago=20)], {"continue-oral-iron"}, check=window_named("continue-oral-iron", "2026-12-14", "2026-12-28")),
+    Vignette("order-select ferrous sulfate starts today -> recheck 2026-12-24 to 2027-01-07", [rls(), fx.ferritin(30)], {"continue-oral-iron"}, hook="order-select", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")], check=window_named("continue-oral-iron", "2026-12-24", "2027-01-07")),
+]
+
+
+@pytest.mark.parametrize("vignette", params(WINDOWS))
+def test_article_recheck_windows(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
