@@ -365,8 +365,8 @@ def for_other_patient(resource: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 @PROPERTY
-@given(chart=charts(), extra=st.lists(st.sampled_from(["rls", "hemochromatosis", "ferritin-low", "ferritin-high", "tsat-high", "oral-iron", "iv-iron", "ida", "allergy"]), max_size=4), copy_all=st.booleans())
-def test_b_resources_of_another_patient_never_change_the_answer(iclient: TestClient, chart: Chart, extra: list[str], copy_all: bool) -> None:
+@given(chart=charts(), extra=st.lists(st.sampled_from(["rls", "hemochromatosis", "ferritin-low", "ferritin-high", "tsat-high", "oral-iron", "iv-iron", "ida", "allergy"]), max_size=4), copy_all=st.booleans(), other_draft=st.sampled_from([None, "ferrous-sulfate", "iron-sucrose", "pramipexole"]))
+def test_b_resources_of_another_patient_never_change_the_answer(iclient: TestClient, chart: Chart, extra: list[str], copy_all: bool, other_draft: str | None) -> None:
     with explained(chart):
         base, _ = call(iclient, chart)
         builders = {
@@ -383,7 +383,12 @@ def test_b_resources_of_another_patient_never_change_the_answer(iclient: TestCli
         others = [builders[kind]() for kind in extra]
         if copy_all:
             others += [for_other_patient(r, i) for i, r in enumerate(chart.resources)]
-        again, _ = call(iclient, chart, chart.request(chart.resources + others))
+        drafts = chart.drafts
+        if chart.hook != "patient-view" and other_draft:
+            drafts = chart.drafts + [fx.draft_order(other_draft, patient_id="other", mid="zz-other-draft")]
+            if chart.hook == "order-select":
+                chart.selections = (chart.selections or []) + ["MedicationRequest/zz-other-draft"]
+        again, _ = call(iclient, chart, chart.request(chart.resources + others, drafts))
         assert again == base, f"{signature(chart)}: another patient's data changed {sorted(base.outcomes)} -> {sorted(again.outcomes)}"
 
 
