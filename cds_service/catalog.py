@@ -70,6 +70,8 @@ class RuleEntry:
     card_summaries: list[str]
     citation: dict[str, Any]
     source_title: str
+    profile_citations: dict[str, dict[str, Any]]
+    """Profile -> the citation that profile gives the rule, where it differs from the rule file's."""
     notes: str | None
     profiles: list[str]
     cases: list[str]
@@ -233,6 +235,12 @@ def build_catalog(rules_dir: Path = RULES_DIR, cases: Mapping[str, list[str]] | 
                 card_summaries=summaries.get(rule.outcome) or [outcome.display],
                 citation=dict(rule.citation),
                 source_title=str((sources.get(rule.citation.get("source")) or {}).get("title", "")),
+                profile_citations={
+                    p: dict(r.citation)
+                    for p, rs in rulesets.items()
+                    for r in rs.rules
+                    if r.id == rule.id and r.citation != rule.citation
+                },
                 notes=rule.notes,
                 profiles=[p for p, rs in rulesets.items() if any(r.id == rule.id for r in rs.rules)],
                 cases=list(cases.get(rule.id, [])),
@@ -351,6 +359,10 @@ def render_markdown(catalog: Catalog) -> str:
         out.append("> " + " ".join(str(citation.get("text", "")).split()))
         if citation.get("strength"):
             out += ["", f"Strength: {citation['strength']}"]
+        for profile, cited in rule.profile_citations.items():
+            out += ["", f"Citation in profile `{profile}`:", "", "> " + " ".join(str(cited.get("text", "")).split())]
+            if cited.get("strength"):
+                out += ["", f"Strength: {cited['strength']}"]
         if rule.notes:
             out += ["", "Notes: " + " ".join(rule.notes.split())]
         out += ["", "Test cases: " + (", ".join(f"`{c}`" for c in rule.cases) if rule.cases else "**none**")]
@@ -447,6 +459,11 @@ def render_html(catalog: Catalog) -> str:
             f"<p>Citation: {_h(rule.source_title or citation.get('source'))}" + (f", {_h(citation['section'])}" if citation.get("section") else "") + "</p>"
             + f"<blockquote>{_h(citation.get('text', ''))}</blockquote>"
             + (f"<p>Strength: {_h(citation['strength'])}</p>" if citation.get("strength") else "")
+            + "".join(
+                f"<p>Citation in profile <code>{_h(p)}</code>:</p><blockquote>{_h(c.get('text', ''))}</blockquote>"
+                + (f"<p>Strength: {_h(c['strength'])}</p>" if c.get("strength") else "")
+                for p, c in rule.profile_citations.items()
+            )
         )
         if rule.notes:
             parts.append(f"<p>Notes: {_h(rule.notes)}</p>")

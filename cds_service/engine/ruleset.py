@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -221,6 +221,18 @@ def profile_paths(rules_dir: Path = RULES_DIR) -> list[Path]:
     return sorted((rules_dir / "profiles").glob("*.yaml"))
 
 
+def _cite_for_profile(rules: list[Rule], citations: Mapping[str, Any], profile_path: Path) -> list[Rule]:
+    """A profile may cite its own source for a shared rule (the guideline, not the article).
+
+    The rule's logic is shared; what it encodes in this profile is the profile's source's
+    statement, so cards and the catalog quote that instead of the rule file's citation.
+    """
+    unknown = set(citations) - {rule.id for rule in rules}
+    if unknown:
+        raise RuleFileError(f"{profile_path.name}: citations for unknown or disabled rules {sorted(unknown)}")
+    return [replace(rule, citation=citations[rule.id]) if rule.id in citations else rule for rule in rules]
+
+
 def load_ruleset(profile_path: Path, rules_dir: Path = RULES_DIR) -> RuleSet:
     """Load one profile and its rule files; raise RuleFileError naming the file on any problem."""
     profile = _read_yaml(profile_path)
@@ -246,6 +258,7 @@ def load_ruleset(profile_path: Path, rules_dir: Path = RULES_DIR) -> RuleSet:
     unknown_disabled = disabled - seen
     if unknown_disabled:
         raise RuleFileError(f"{profile_path.name}: disables unknown rules {sorted(unknown_disabled)}")
+    rules = _cite_for_profile(rules, profile.get("citations", {}), profile_path)
     return RuleSet(
         profile=profile["profile"],
         title=profile["title"],
