@@ -543,3 +543,23 @@ WINDOWS = [
 @pytest.mark.parametrize("vignette", params(WINDOWS))
 def test_article_recheck_windows(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, "rls-iron", vignette)
+
+
+def _censored(value: float, comparator: str, **kw: Any) -> dict[str, Any]:
+    """A ferritin outside the assay range, as labs report it: valueQuantity with a comparator."""
+    return _with(fx.ferritin(value, **kw), valueQuantity={"value": value, "comparator": comparator, "unit": "ng/mL", "system": fx.UCUM, "code": "ng/mL"})
+
+
+CENSORED = [
+    # Section 1: usable with "a numeric valueQuantity"; ">1000 ng/mL" is numeric and certainly above the 300 ug/L
+    # ceiling, so reading it is not a guess. Clinically cautious: iron-overload-risk must not be missed.
+    Vignette("On oral iron, ferritin reported '>1000 ng/mL' -> iron overload risk", [rls(), oral_iron_order(10), _censored(1000, ">")], {"iron-overload-risk"},
+             defect="a ferritin with a comparator (>1000) is unusable, so a patient on oral iron above the assay range gets order-iron-studies instead of iron-overload-risk"),
+    Vignette("Ferritin reported '<5 ng/mL', not on iron -> start", [rls(), _censored(5, "<")], {"start-oral-iron"},
+             defect="a ferritin with a comparator (<5) is unusable: order-iron-studies instead of start-oral-iron"),
+]
+
+
+@pytest.mark.parametrize("vignette", params(CENSORED))
+def test_article_censored_results(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
