@@ -138,3 +138,23 @@ def test_article_and_aasm_differ_on_ferritin_70(vclient: TestClient) -> None:
 @pytest.mark.parametrize("vignette", params(MORE))
 def test_aasm_more(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, PREFIX, vignette)
+
+
+def continue_window(first: str, last: str):
+    def check(cards: dict[str, dict[str, Any]]) -> None:
+        text = repr(created(cards["continue-oral-iron"], "ServiceRequest"))
+        assert first in text and last in text, f"aasm-2024 recheck window {first}..{last}"
+    return check
+
+
+ORDERS_MORE = [
+    Vignette("order-sign ferrous sulfate while on EHR oral iron 20 days, ferritin 60, no TSAT -> continue (on iron: no TSAT needed)", [rls(), oral_iron_statement(20), fx.ferritin(60, days_ago=25)], {"continue-oral-iron"}, hook="order-sign", drafts=[fx.draft_order("ferrous-sulfate", mid="d-fs")]),
+    Vignette("On ferrous sulfate since 2026-11-16, ferritin 60 -> recheck 2027-02-08 to 2027-02-22 (84-98 days)", [rls(), oral_iron_statement(10), fx.ferritin(60, days_ago=20)], {"continue-oral-iron"}, check=continue_window("2027-02-08", "2027-02-22")),
+    Vignette("order-sign pramipexole, ferritin 60, no TSAT -> order iron studies (warning)", [rls(), fx.ferritin(60)], {"order-iron-studies"}, {"order-iron-studies": "warning"}, hook="order-sign", drafts=[fx.draft_order("pramipexole", mid="d-pr")]),
+    Vignette("order-sign IV iron with TSAT 46 % -> overload critical, no delete", [rls(), fx.ferritin(60), fx.tsat(46)], {"iron-overload-risk"}, {"iron-overload-risk": "critical"}, hook="order-sign", drafts=[fx.draft_order("ferric-carboxymaltose", mid="d-iv")], check=deletes_only(set())),
+]
+
+
+@pytest.mark.parametrize("vignette", params(ORDERS_MORE))
+def test_aasm_more_order_hooks(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, PREFIX, vignette)
