@@ -760,3 +760,31 @@ def test_aasm_patient_view_matches_a_literal_reading_of_sections_2_and_3(iclient
     got = {card["source"]["topic"]["code"] for card in response.json()["cards"]}
     assert got == expected, f"{clean}: got {sorted(got)}, expected {sorted(expected)}"
     facts_are_stated(clean, response.json()["cards"])
+
+
+@SMALL
+@given(chart=charts(), how=st.sampled_from(["statement", "order", "infusion", "draft"]))
+def test_iron_with_an_overload_disorder_always_raises_the_safety_card(iclient: TestClient, chart: Chart, how: str) -> None:
+    """Safety rule 2: any chart plus active hemochromatosis plus iron (EHR or a signed draft) -> iron-overload-risk, no iron family."""
+    with explained(chart):
+        added = [fx.condition("hemochromatosis", cid="zz-hh")]
+        drafts = chart.drafts
+        if how == "statement":
+            added.append(fx.medication_statement("ferrous-sulfate", days_ago=5, sid="zz-oral"))
+        elif how == "order":
+            added.append(fx.medication_request("ferrous-sulfate", days_ago=5, mid="zz-oral"))
+        elif how == "infusion":
+            added.append(fx.medication_administration("ferric-carboxymaltose", days_ago=20, aid="zz-iv"))
+        else:
+            if chart.hook == "patient-view":
+                return
+            drafts = chart.drafts + [fx.draft_order("ferrous-sulfate", mid="zz-draft")]
+            if chart.hook == "order-select":
+                chart.selections = (chart.selections or []) + ["MedicationRequest/zz-draft"]
+        answer, cards = call(iclient, chart, chart.request(chart.resources + added, drafts))
+        assert "iron-overload-risk" in answer.outcomes, f"safety rule 2 ({how}): {sorted(answer.outcomes)}"
+        assert not answer.outcomes & (IRON_FAMILY | {"pregnancy-iron-needs"}), f"safety rule 2 ({how}): {sorted(answer.outcomes)}"
+        deleted = {a.get("resourceId") for c in cards for a in actions(c) if a.get("type") == "delete"}
+        if how == "order":
+            assert "MedicationRequest/zz-oral" in deleted, f"the active EHR oral iron order is offered for stopping: {deleted}"
+        assert "MedicationRequest/zz-draft" not in deleted
