@@ -355,6 +355,8 @@ FINE = [
     Vignette("Sex missing, Hb 11.9 -> anaemic at 12.0 -> escalate (d)", [fx.patient(gender=None), rls(), fx.hemoglobin(11.9), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
     Vignette("Pregnant, Hb 11.5 -> threshold 11.0, not anaemic -> start + pregnancy", [woman(30), rls(), fx.condition("pregnancy"), fx.hemoglobin(11.5), fx.ferritin(45)], {"start-oral-iron", "pregnancy-iron-needs"}),
     Vignette("Pregnant, Hb 10.9 -> anaemic -> escalate (d) without referral + pregnancy", [woman(30), rls(), fx.condition("pregnancy"), fx.hemoglobin(10.9), fx.ferritin(45)], {"escalate-iv-iron", "pregnancy-iron-needs"}, reasons="d", check=no_referral(("trimester",))),
+    Vignette("Refuted pregnancy, Hb 11.5 -> non-pregnant threshold 12.0, anaemic -> escalate (d), no pregnancy card", [woman(30), rls(), fx.condition("pregnancy", verification="refuted"), fx.hemoglobin(11.5), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d"),
+    Vignette("Resolved pregnancy, Hb 11.5 -> threshold 12.0, anaemic -> escalate (d)", [woman(30), rls(), fx.condition("pregnancy", clinical="resolved"), fx.hemoglobin(11.5), fx.ferritin(45)], {"escalate-iv-iron"}, reasons="d", check=has_referral),
     Vignette("Boy aged 14, Hb 12.5 -> threshold 12.0, not anaemic -> start", [_child(14, "male"), rls(), fx.hemoglobin(12.5), fx.ferritin(30)], {"start-oral-iron"}, check=no_medication_request("start-oral-iron")),
     Vignette("Boy aged 15, Hb 12.5 -> threshold 13.0, anaemic -> escalate (d)", [_child(15, "male"), rls(), fx.hemoglobin(12.5), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="d"),
     Vignette("Child aged 8, Hb 11.4 -> threshold 11.5, anaemic -> escalate (d)", [_child(8), rls(), fx.hemoglobin(11.4), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="d"),
