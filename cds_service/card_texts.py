@@ -17,6 +17,7 @@ import yaml
 
 from cds_service.engine.conditions import holds
 from cds_service.engine.ruleset import RULES_DIR, RuleFileError
+from fhir_mappings.datafiles import read_yaml
 
 CARDS_FILE = RULES_DIR / "cards.yaml"
 
@@ -89,7 +90,7 @@ def _templates(items: Iterable[Any], where: str) -> tuple[Template, ...]:
 def load_card_texts(path: Path = CARDS_FILE) -> CardTexts:
     """Read and check cards.yaml once (at the first card); an unknown placeholder raises RuleFileError naming the file."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = read_yaml(path)
     except (OSError, yaml.YAMLError) as exc:
         raise RuleFileError(f"{path.name}: cannot be read as YAML: {exc}") from exc
     outcomes = {

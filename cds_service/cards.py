@@ -24,6 +24,7 @@ from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
 from cds_service.models import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
 from fhir_mappings.facts import FactSet
+from fhir_mappings.datafiles import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def _date(value: date | None) -> str | None:
 @lru_cache(maxsize=1)
 def _source_titles() -> dict[str, str]:
     try:
-        document = yaml.safe_load((RULES_DIR / "sources.yaml").read_text(encoding="utf-8")) or {}
+        document = read_yaml(RULES_DIR / "sources.yaml") or {}
     except (OSError, yaml.YAMLError):
         return {}
     return {k: str(v.get("title", k)) for k, v in (document.get("sources") or {}).items() if isinstance(v, dict)}

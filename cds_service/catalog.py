@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
 
 from cds_service.engine.lint import required_literals
 from cds_service.engine.ruleset import RULES_DIR, Rule, RuleSet, iter_leaves, load_all_rulesets, load_outcomes
 from fhir_mappings.facts import fact_schema
+from fhir_mappings.datafiles import read_yaml
 
 OP_WORDS = {"<": "is below", "<=": "is at or below", ">": "is above", ">=": "is at or above", "==": "equals", "!=": "differs from"}
 PATHWAY_OUTCOMES = ("order-iron-studies", "start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate")
@@ -196,7 +196,7 @@ def build_catalog(rules_dir: Path = RULES_DIR, cases: Mapping[str, list[str]] | 
     """The catalog data of every rule in every profile of `rules_dir`."""
     rulesets = dict(sorted(load_all_rulesets(rules_dir).items(), key=lambda kv: (kv[0] != "article", kv[0])))
     outcomes = load_outcomes(rules_dir)
-    sources = (yaml.safe_load((rules_dir / "sources.yaml").read_text(encoding="utf-8")) or {}).get("sources", {})
+    sources = (read_yaml(rules_dir / "sources.yaml") or {}).get("sources", {})
     schema = fact_schema()
     summaries = _summaries()
     cases = cases_by_rule(rules_dir) if cases is None else cases

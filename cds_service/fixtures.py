@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from fhir_mappings.datafiles import read_yaml
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -292,10 +293,9 @@ def article_params() -> dict[str, Any]:
     if "article" not in _PARAMS_CACHE:
         from pathlib import Path
 
-        import yaml
 
         path = Path(__file__).resolve().parent.parent / "rules" / "profiles" / "article.yaml"
-        _PARAMS_CACHE["article"] = {name: spec["value"] for name, spec in yaml.safe_load(path.read_text(encoding="utf-8"))["parameters"].items()}
+        _PARAMS_CACHE["article"] = {name: spec["value"] for name, spec in read_yaml(path)["parameters"].items()}
     return dict(_PARAMS_CACHE["article"])
 
 

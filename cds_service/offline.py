@@ -16,13 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from cds_service import pipeline, prefetch
 from cds_service.models import HOOKS, CDSRequest
 from cds_service.runtime import Runtime
 from cds_service.services import Service, prefetch_templates
+from fhir_mappings.datafiles import read_yaml
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_USER = "Practitioner/example"
@@ -336,7 +336,7 @@ def _example(entry: dict[str, Any], root: Path) -> Example:
 @lru_cache(maxsize=4)
 def load_examples(root: Path = EXAMPLES_DIR) -> tuple[Example, ...]:
     """Every example of the manifest, in its order."""
-    manifest = yaml.safe_load((root / "manifest.yaml").read_text(encoding="utf-8"))
+    manifest = read_yaml(root / "manifest.yaml")
     return tuple(_example(entry, root) for entry in manifest["examples"])
 
 

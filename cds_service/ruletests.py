@@ -17,10 +17,10 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
 
 from cds_service import fixtures as fx
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
+from fhir_mappings.datafiles import read_yaml
 
 FORMAT = "rls-iron-rule-tests/1"
 HOOKS = ("patient-view", "order-select", "order-sign")
@@ -177,7 +177,7 @@ def _draft(spec: Any, now: datetime, where: str) -> dict[str, Any]:
 def _profile_prefixes(rules_dir: Path) -> dict[str, str]:
     prefixes: dict[str, str] = {}
     for path in sorted((rules_dir / "profiles").glob("*.yaml")):
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = read_yaml(path) or {}
         prefixes[document["profile"]] = document.get("service_prefix", "rls-iron")
     return prefixes
 
@@ -276,7 +276,7 @@ def load_cases(rules_dir: Path = RULES_DIR) -> list[RuleCase]:
     cases: list[RuleCase] = []
     seen: set[tuple[str, str]] = set()
     for path in sorted(rules_dir.glob("*.tests.yaml")):
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = read_yaml(path) or {}
         if document.get("format") != FORMAT:
             raise RuleCaseError(f"{path.name}: format must be {FORMAT}")
         default_profile = document.get("profile", "article")

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from cds_service.audit import DecisionLog
+from cds_service.card_texts import load_card_texts
 from cds_service.engine import RuleEngine, build_engines, choose_engine
 from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
 from cds_service.services import Service, build_services
@@ -50,6 +51,7 @@ def build_runtime(settings: Settings) -> Runtime:
     engine_name, note = choose_engine(settings.rule_engine)
     if note:
         log.warning(note)
+    load_card_texts()  # a broken rules/cards.yaml stops start-up, like a broken rule file
     engines = build_engines(rulesets, engine_name)
     services = build_services(rulesets, settings.enabled_services)
     log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import yaml
+from fhir_mappings.datafiles import read_yaml
 
 VALUESET_DIR = Path(__file__).parent / "valuesets"
 
@@ -69,7 +69,7 @@ def normalize_name(text: str) -> str:
 
 
 def _load(path: Path) -> ValueSet:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = read_yaml(path)
     return ValueSet(
         id=data["id"],
         version=str(data["version"]),

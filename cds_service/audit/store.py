@@ -6,7 +6,6 @@ Synchronous on purpose: the writer calls it through `asyncio.to_thread`, the CLI
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path

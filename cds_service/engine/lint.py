@@ -22,6 +22,7 @@ import yaml
 from cds_service.engine.conditions import OPERATORS
 from cds_service.engine.ruleset import RULES_DIR, _schema, condition_hint, load_outcomes, profile_paths
 from fhir_mappings.facts import fact_schema
+from fhir_mappings.datafiles import read_yaml
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def contradiction(literals: Iterable[Literal], params: Mapping[str, Any]) -> str
 
 def _read(path: Path, report: LintReport) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return read_yaml(path)
     except (OSError, yaml.YAMLError) as exc:
         report.add("error", path.name, f"cannot be read as YAML: {exc}")
         return None

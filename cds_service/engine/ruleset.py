@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from fhir_mappings.facts import FACT_TYPES_BY_NAME, fact_schema
+from fhir_mappings.datafiles import read_yaml
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 VALUESETS_DIR = Path(__file__).resolve().parents[2] / "fhir_mappings" / "valuesets"
@@ -93,7 +94,7 @@ def iter_leaves(condition: Mapping[str, Any]):
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return read_yaml(path)
     except (OSError, yaml.YAMLError) as exc:
         raise RuleFileError(f"{path.name}: cannot be read as YAML: {exc}") from exc
 
