@@ -8,6 +8,8 @@ file is not there.
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -241,16 +243,45 @@ def validate_request(raw: dict[str, Any]) -> CDSRequest:
 
 
 def evaluate_request(runtime: Runtime, raw: dict[str, Any], *, profile: str | None = None, now: datetime | None = None) -> pipeline.Evaluation:
-    """Run the whole pipeline in-process on a CDS Hooks request, as the HTTP route does (no FHIR fetch)."""
+    """Run the whole pipeline in-process on a CDS Hooks request, as the HTTP route does.
+
+    Prefetch keys that are absent are fetched from `fhirServer` like the service does; where the
+    service would answer 412, this raises InputError with the same reasons.
+    """
     from cds_service.errors import BadRequest
 
     request = validate_request(raw)
     service = service_for(runtime, request.hook, profile)
     data = prefetch.collect(request, prefetch_templates())
+    if data.missing_keys:
+        data = _fetch_missing(request, runtime, data)
     try:
         return pipeline.evaluate(request, service, runtime.engines[service.profile], data, now=now)
     except BadRequest as exc:
         raise InputError(f"the service rejected the request: {exc.detail}") from exc
+
+
+def _fetch_missing(request: CDSRequest, runtime: Runtime, data: prefetch.PrefetchData) -> prefetch.PrefetchData:
+    from cds_service.errors import PrefetchFailed
+    from cds_service.fhir_client import close_shared
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise InputError("prefetch keys " + ", ".join(sorted(data.missing_keys)) + " are absent: give them in the request")
+
+    async def fetch() -> prefetch.PrefetchData:
+        try:
+            return await prefetch.gather(request, runtime)
+        finally:
+            await close_shared(runtime)
+
+    try:
+        return asyncio.run(fetch())
+    except PrefetchFailed as exc:
+        raise InputError(f"the service would answer 412: {exc.detail}") from exc
 
 
 def evaluate_document(

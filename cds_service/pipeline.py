@@ -68,6 +68,7 @@ class Evaluation:
             ],
             "notes": list(self.facts.notes),
             "unknown": list(self.facts.unknown),
+            "fetched": list(self.extra.get("fetched_keys", ())),
             "cards": [{"uuid": c.uuid, "outcome": c.source.topic.code if c.source.topic else None} for c in self.cards],
         }
 
@@ -114,4 +115,5 @@ def evaluate(
         result=result,
         cards=cards,
         duration_ms=(time.perf_counter() - started) * 1000,
+        extra={"fetched_keys": sorted(data.fetched_keys)},
     )
