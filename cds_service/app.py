@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.effective_auth_mode == "off":
             log.warning("JWT verification is OFF: do not expose this process")
+        if not settings.development and settings.default_patient_key:
+            log.warning("CDS_PATIENT_KEY_SECRET is not set: decision-log patient keys use the public development key")
         await runtime.decision_log.start()
         app.state.accepting = True
         try:

@@ -10,6 +10,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DEVELOPMENT_PATIENT_KEY = "development-only-patient-key"
+
+
 class Settings(BaseSettings):
     """Read once per process; tests build their own instance and pass it to `create_app`."""
 
@@ -44,7 +47,7 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///./var/decisions.db", description="decision log database (SQLAlchemy URL)")
     decision_log_phi: bool = Field(False, description="store patient values in the decision log")
     patient_key_secret: str = Field(
-        "development-only-patient-key", description="HMAC key for the pseudonymous patient key in the decision log"
+        DEVELOPMENT_PATIENT_KEY, description="HMAC key for the pseudonymous patient key in the decision log"
     )
     retention_days: int = Field(365, description="decision records older than this are purged by `cds-service decisions purge`")
 
@@ -64,6 +67,11 @@ class Settings(BaseSettings):
     ui_enabled: bool = Field(
         False, description="serve the developers' test page (/, /ui/evaluate) outside development mode"
     )
+
+    @property
+    def default_patient_key(self) -> bool:
+        """The HMAC key is the public development default: decision-log patient keys are guessable."""
+        return self.patient_key_secret == DEVELOPMENT_PATIENT_KEY
 
     @property
     def development(self) -> bool:
