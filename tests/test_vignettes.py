@@ -565,3 +565,18 @@ CENSORED = [
 @pytest.mark.parametrize("vignette", params(CENSORED))
 def test_article_censored_results(vclient: TestClient, vignette: Vignette) -> None:
     run_vignette(vclient, "rls-iron", vignette)
+
+
+NAMES = [
+    Vignette("Ferric maltol known by name only, 10 days -> on oral iron -> continue", [rls(), fx.medication_statement("ferrous-sulfate", days_ago=10, medicationCodeableConcept=_named("Ferric maltol 30 MG Oral Capsule")), fx.ferritin(30)], {"continue-oral-iron"}),
+    Vignette("Polysaccharide-iron complex by name only, 10 days -> continue", [rls(), fx.medication_statement("ferrous-sulfate", days_ago=10, medicationCodeableConcept=_named("Polysaccharide-iron complex 150 MG Oral Capsule")), fx.ferritin(30)], {"continue-oral-iron"}),
+    Vignette("Ferumoxytol by name only, infused 30 days ago -> recent IV -> no iron card", [rls(), fx.medication_administration("iron-sucrose", days_ago=30, medicationCodeableConcept=_named("ferumoxytol 30 MG/ML Injectable Solution")), fx.ferritin(30)], set()),
+    Vignette("Ferrous gluconate allergy by name only -> oral iron intolerance -> escalate (b)", [rls(), fx.allergy("ferrous-sulfate", code=_named("Ferrous gluconate")), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="b"),
+    Vignette("Rotigotine patch by name only + ferritin 30 -> start + add iron to dopamine agonist", [rls(), fx.medication_request("ropinirole", medicationCodeableConcept=_named("rotigotine 2 MG/24HR Transdermal System")), fx.ferritin(30)], {"start-oral-iron", "add-iron-to-dopamine-agonist"}),
+    Vignette("Diphenhydramine by name only -> review aggravating medication", [rls(), fx.medication_request("sertraline", medicationCodeableConcept=_named("diphenhydramine hydrochloride 25 MG Oral Capsule")), fx.ferritin(80)], {"iron-stores-adequate", "review-aggravating-medication"}),
+]
+
+
+@pytest.mark.parametrize("vignette", params(NAMES))
+def test_article_name_matching(vclient: TestClient, vignette: Vignette) -> None:
+    run_vignette(vclient, "rls-iron", vignette)
