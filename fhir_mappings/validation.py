@@ -8,7 +8,10 @@ the latest usable one is found. The reason names the first invalid field, never 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from pydantic import ValidationError
 from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
@@ -35,8 +38,30 @@ MODELS = {
 }
 
 
+VALIDATION_CACHE_SIZE = 8192
+
+
 def invalid_reason(resource: dict[str, Any]) -> str | None:
-    """`invalid FHIR: <field>` when the resource is not valid FHIR R4, else None."""
+    """`invalid FHIR: <field>` when the resource is not valid FHIR R4, else None.
+
+    Memoised by the resource's exact content: an EHR sends the same chart every time it is
+    opened, and validation is a pure function of the JSON, so a resource seen before is not
+    validated again. The key is the canonical JSON (sorted keys); a resource orjson cannot
+    serialise is validated without the cache.
+    """
+    try:
+        key = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return _validate(resource)
+    return _validate_cached(key)
+
+
+@lru_cache(maxsize=VALIDATION_CACHE_SIZE)
+def _validate_cached(key: bytes) -> str | None:
+    return _validate(orjson.loads(key))
+
+
+def _validate(resource: dict[str, Any]) -> str | None:
     model = MODELS.get(resource.get("resourceType"))  # type: ignore[arg-type]
     if model is None:
         return "invalid FHIR: resourceType"
