@@ -14,7 +14,7 @@ import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -107,6 +107,25 @@ def _source_titles() -> dict[str, str]:
     return {k: str(v.get("title", k)) for k, v in (document.get("sources") or {}).items() if isinstance(v, dict)}
 
 
+class _Escaped(Mapping[str, "str | None"]):
+    """The card values, markdown-escaped on first use (a card's text uses a handful of them)."""
+
+    def __init__(self, values: Mapping[str, str | None]) -> None:
+        self._values = values
+        self._escaped: dict[str, str | None] = {}
+
+    def __getitem__(self, name: str) -> str | None:
+        if name not in self._escaped:
+            self._escaped[name] = _escape(self._values[name])
+        return self._escaped[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 class CardBuilder:
     """Everything one outcome's card needs, computed once."""
 
@@ -192,8 +211,8 @@ class CardBuilder:
             "age_years": _num(f.patient.age_years),
         }
 
-    def _markdown_values(self) -> dict[str, str | None]:
-        return {k: _escape(v) for k, v in self.values.items()}
+    def _markdown_values(self) -> Mapping[str, str | None]:
+        return _Escaped(self.values)
 
     # -- card -------------------------------------------------------------------------------
     def card(self) -> Card:

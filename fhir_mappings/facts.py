@@ -157,6 +157,11 @@ FACT_TYPES: tuple[type, ...] = (
 FACT_TYPES_BY_NAME: dict[str, type] = {t.type_name: t for t in FACT_TYPES}
 
 
+_FIELD_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (t.type_name, tuple(f.name for f in fields(t))) for t in FACT_TYPES
+)
+
+
 def fact_schema() -> dict[str, dict[str, dict[str, str]]]:
     """Fact type -> field -> {"type": python type name, "doc": text}; for lint and the catalog."""
     schema: dict[str, dict[str, dict[str, str]]] = {}
@@ -219,9 +224,9 @@ class FactSet:
         return getattr(self, type_name)
 
     def to_engine(self) -> dict[str, dict[str, Scalar]]:
-        """Fact type -> field -> scalar value: the only form the evaluators see."""
-        out: dict[str, dict[str, Scalar]] = {}
-        for fact_type in FACT_TYPES:
-            record = getattr(self, fact_type.type_name)
-            out[fact_type.type_name] = {f.name: getattr(record, f.name) for f in fields(record)}
-        return out
+        """Fact type -> field -> scalar value: the only form the evaluators see (a fresh copy)."""
+        return {
+            type_name: {name: getattr(record, name) for name in names}
+            for type_name, names in _FIELD_NAMES
+            for record in (getattr(self, type_name),)
+        }
