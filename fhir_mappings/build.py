@@ -106,13 +106,15 @@ def _ferritin(result: observations.LabResult | None, therapy: medications.Therap
     if result is None:
         return FerritinFact()
     ctx.trace.source("ferritin", ref(result.resource))
-    before = [d for d in therapy.iv_dates if d <= result.day]
+    # Reason (f) judges a repeat course from a ferritin taken after the *latest* infusion: a result
+    # drawn before it says nothing about the course now working (None then).
+    latest_iv = max(therapy.iv_dates) if therapy.iv_dates else None
     return FerritinFact(
         current=True,
         value_ug_per_l=result.value,
         days_ago=ctx.days_ago(result.day),
         days_since_oral_start=(result.day - therapy.oral_start).days if therapy.oral_start else None,
-        days_since_iv_iron=(result.day - before[-1]).days if before else None,
+        days_since_iv_iron=(result.day - latest_iv).days if latest_iv and latest_iv <= result.day else None,
         date=result.day.isoformat(),
         value_display=result.display,
     )

@@ -70,7 +70,7 @@ class FerritinFact:
     value_ug_per_l: float | None = doc("latest current ferritin in ug/L (= ng/mL = mcg/L)")
     days_ago: int | None = doc("days between the result's effective date and now")
     days_since_oral_start: int | None = doc("days from the start of the oral iron course to this result (None when not on oral iron)")
-    days_since_iv_iron: int | None = doc("days from the most recent IV iron to this result (None when no IV iron before it)")
+    days_since_iv_iron: int | None = doc("days from the most recent IV iron to this result (None without IV iron, or when the result predates the most recent IV iron)")
     date: str | None = doc("effective date, YYYY-MM-DD (UTC)")
     value_display: str | None = doc("value and unit as reported, for card text")
 

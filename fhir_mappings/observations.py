@@ -69,6 +69,20 @@ def _analytes(resource: dict[str, Any]) -> tuple[set[str], set[str], str | None]
     return found, codes, None
 
 
+# The profile parameters each analyte is compared with by the rules: a censored value (">1000")
+# is usable only when it falls on the same side of all of them.
+THRESHOLDS = {
+    "ferritin": ("ferritin_low", "ferritin_iv_only_high", "ferritin_overload"),
+    "tsat": ("tsat_low", "tsat_overload"),
+}
+
+
+def _thresholds(analyte: str, ctx: Context) -> list[float]:
+    names = THRESHOLDS.get(analyte, ())
+    values = [ctx.params.get(name) for name in names]
+    return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
 def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[LabResult]]:
     """Analyte -> current candidates (cheap checks passed), each exclusion recorded with its reason."""
     out: dict[str, list[LabResult]] = {a: [] for a in LAB_VALUESETS}
@@ -106,6 +120,9 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
         if isinstance(converted, str):
             ctx.trace.exclude(resource, converted)
             return
+        if converted.comparator and not units.censored_is_decisive(converted.value, converted.comparator, _thresholds(analyte, ctx)):
+            ctx.trace.exclude(resource, "value has a comparator that leaves it on either side of a threshold")
+            return
         quantity = resource["valueQuantity"]
         out[analyte].append(
             LabResult(
@@ -113,7 +130,7 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
                 resource=resource,
                 day=day,
                 value=converted.value,
-                display=f"{_number(quantity['value'])} {converted.unit}",
+                display=f"{converted.comparator or ''}{_number(quantity['value'])} {converted.unit}",
                 preferred=analyte == "hemoglobin" and PREFERRED_HB in codes,
             )
         )

@@ -15,9 +15,13 @@ UCUM = "http://unitsofmeasure.org"
 
 # analyte -> UCUM code -> factor to the canonical unit
 FACTORS: dict[str, dict[str, float]] = {
-    "ferritin": {"ng/mL": 1.0, "ng/ml": 1.0, "ug/L": 1.0, "ug/l": 1.0, "mcg/L": 1.0, "pmol/L": 1 / 2.247, "pmol/l": 1 / 2.247},
+    "ferritin": {
+        "ng/mL": 1.0, "ng/ml": 1.0, "ug/L": 1.0, "ug/l": 1.0, "mcg/L": 1.0,
+        "pmol/L": 1 / 2.247, "pmol/l": 1 / 2.247, "nmol/L": 1000 / 2.247, "nmol/l": 1000 / 2.247,
+        "mg/L": 1000.0, "mg/l": 1000.0, "ug/dL": 10.0, "ug/dl": 10.0, "ng/dL": 0.01, "ng/dl": 0.01,
+    },
     "hemoglobin": {"g/dL": 1.0, "g/dl": 1.0, "g/L": 0.1, "g/l": 0.1, "mmol/L": 1.611, "mmol/l": 1.611},
-    "tsat": {"%": 1.0},
+    "tsat": {"%": 1.0, "1": 100.0},  # UCUM "1": a fraction (0.5 = 50 %); a value above 1 is implausible
     "serum_iron": {"ug/dL": 1.0, "ug/dl": 1.0, "umol/L": 5.585, "umol/l": 5.585},
     "tibc": {"ug/dL": 1.0, "ug/dl": 1.0, "umol/L": 5.585, "umol/l": 5.585},
 }
@@ -45,11 +49,16 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 ROUND_DIGITS = 2
 
 
+COMPARATORS = ("<", "<=", ">=", ">")
+
+
 @dataclass(frozen=True)
 class Converted:
     value: float
     unit: str
     """The unit the value was reported in (UCUM code or accepted alias), for card text."""
+    comparator: str | None = None
+    """A censored result (">1000"): the true value lies beyond `value` on this side."""
 
 
 def safe_unit_text(unit: Any) -> str:
@@ -67,8 +76,9 @@ def to_canonical(quantity: Any, analyte: str) -> Converted | str:
     value = quantity.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "no numeric value"
-    if quantity.get("comparator") is not None:
-        return "value has a comparator"
+    comparator = quantity.get("comparator")
+    if comparator is not None and comparator not in COMPARATORS:
+        return "value has an unknown comparator"
     if value < 0:
         return "negative value"
     canonical = CANONICAL[analyte]
@@ -91,4 +101,22 @@ def to_canonical(quantity: Any, analyte: str) -> Converted | str:
     low, high = PLAUSIBLE[analyte]
     if not low <= converted <= high:
         return f"value implausible in {safe_unit_text(reported)}"
-    return Converted(converted, reported)
+    return Converted(converted, reported, comparator)
+
+
+def censored_is_decisive(value: float, comparator: str, thresholds: list[float]) -> bool:
+    """A censored value can stand for the true one only when every threshold falls on the same side.
+
+    ">1000" ng/mL is above every ferritin threshold whatever the true value; ">40" could be 41 or
+    400, so it decides nothing and the result stays unusable. Rules compare with `<=`, `>`, `<`
+    and `>=`, so equality matters: "<=50" is decisive for a threshold of 50, "<51" is not.
+    """
+    if not thresholds:
+        return False
+    if comparator == ">":
+        return value >= max(thresholds)
+    if comparator == ">=":
+        return value > max(thresholds)
+    if comparator == "<":
+        return value <= min(thresholds)
+    return value < min(thresholds)  # "<="

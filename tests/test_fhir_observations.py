@@ -95,7 +95,8 @@ def test_a_non_ucum_unit_system_is_not_trusted():
     "mutate, reason",
     [
         (lambda o: o["valueQuantity"].update(value="32"), "no numeric value"),
-        (lambda o: o["valueQuantity"].update(comparator="<"), "value has a comparator"),
+        (lambda o: o["valueQuantity"].update(comparator=">"), "value has a comparator that leaves it on either side of a threshold"),
+        (lambda o: o["valueQuantity"].update(comparator="~"), "value has an unknown comparator"),
         (lambda o: o.pop("valueQuantity"), "no valueQuantity"),
         (lambda o: o["valueQuantity"].update(value=-3), "negative value"),
     ],
@@ -270,3 +271,30 @@ def test_observations_of_other_tests_are_ignored_silently():
     glucose = fx.observation("2345-7", "Glucose", 90, "mg/dL", "mg/dL")
     fs = facts(glucose)
     assert fs.exclusions == () and not fs.ferritin.current
+
+
+@pytest.mark.parametrize(
+    "comparator, value, decisive",
+    [
+        (">", 300, True),  # true value > 300: above every threshold (50, 300)
+        (">", 299, False),  # could be 299.5 or 400
+        (">=", 300, False),  # could be exactly 300, which is not above 300
+        (">=", 301, True),
+        ("<", 50, True),  # true value < 50: at or below every threshold
+        ("<", 51, False),  # could be 50.5
+        ("<=", 50, False),  # could be exactly 50: decisive for a `<=` rule, not for a `<` one (cautious)
+        ("<=", 49, True),
+    ],
+)
+def test_a_censored_ferritin_is_used_only_when_every_threshold_is_on_one_side(comparator, value, decisive):
+    from fhir_mappings.units import censored_is_decisive
+
+    assert censored_is_decisive(value, comparator, [50.0, 300.0]) is decisive
+
+
+def test_a_ferritin_above_the_assay_range_is_read_as_overload():
+    obs = fx.ferritin(1000, oid="f")
+    obs["valueQuantity"]["comparator"] = ">"
+    fs = facts(obs)
+    assert fs.ferritin.current is True and fs.ferritin.value_ug_per_l == 1000
+    assert fs.ferritin.value_display == ">1000 ng/mL"

@@ -443,8 +443,7 @@ FINE3 = [
     # latest infusion; a ferritin drawn before a repeat course 10 days ago does not call for yet another course.
     # Spec 3, escalate-iv-iron: "(f) recent IV iron, and a ferritin taken 56 days or more after the infusion is still
     # <= ferritin_low". The card itself says "IV iron 10 days ago" yet claims the ferritin was 56+ days after IV iron.
-    Vignette("IV iron 150 and 10 days ago, ferritin 30 drawn 20 days ago (before the repeat) -> no escalation", [rls(), iv_infusion(150), iv_infusion(10), fx.ferritin(30, days_ago=20)], set(),
-             defect="reason (f) is judged against an earlier infusion: a ferritin drawn before the repeat course given 10 days ago triggers another IV referral"),
+    Vignette("IV iron 150 and 10 days ago, ferritin 30 drawn 20 days ago (before the repeat) -> no escalation", [rls(), iv_infusion(150), iv_infusion(10), fx.ferritin(30, days_ago=20)], set()),
     Vignette("Pregnant, recent IV iron, ferritin 30 taken 60 days after -> escalate (f) without referral", [woman(30), rls(), fx.condition("pregnancy"), iv_infusion(90), fx.ferritin(30, days_ago=30)], {"escalate-iv-iron", "pregnancy-iron-needs"}, reasons="f", check=no_referral(("obstetric",))),
     Vignette("Unconfirmed but active oral iron allergy still counts -> escalate (b)", [rls(), fx.allergy("ferrous-sulfate", verification="unconfirmed"), fx.ferritin(30)], {"escalate-iv-iron"}, reasons="b"),
     Vignette("Inactive oral iron allergy does not count -> start", [rls(), fx.allergy("ferrous-sulfate", clinical="inactive"), fx.ferritin(30)], {"start-oral-iron"}),
@@ -513,12 +512,10 @@ UNITS = [
     Vignette("IV iron given '2026-06' (partial: 178 days), ferritin 30 taken 78 days after -> escalate (f)", [rls(), _with(iv_infusion(0), effectiveDateTime="2026-06"), fx.ferritin(30, days_ago=100)], {"escalate-iv-iron"}, reasons="f"),
     # Section 1: usable with "a numeric valueQuantity in a unit convertible to ug/L"; mg/L is a UCUM mass
     # concentration (0.03 mg/L = 30 ug/L). Reading it as unusable gives order-iron-studies instead of start.
-    Vignette("Ferritin 0.03 mg/L (UCUM, = 30 ug/L) -> start", [rls(), fx.ferritin(0.03, unit="mg/L", ucum="mg/L")], {"start-oral-iron"},
-             defect="ferritin in a convertible UCUM unit other than ng/mL, ug/L, pmol/L (mg/L, ug/dL, nmol/L) is treated as not convertible"),
+    Vignette("Ferritin 0.03 mg/L (UCUM, = 30 ug/L) -> start", [rls(), fx.ferritin(0.03, unit="mg/L", ucum="mg/L")], {"start-oral-iron"}),
     # Section 1, TSAT: "canonical unit %"; UCUM "1" (a fraction) converts to % (x100). A TSAT of 0.50 reported as
     # a fraction is then 50 %: safety rule 1 applies (not on iron -> order-iron-studies, not start-oral-iron).
-    Vignette("TSAT 0.50 in UCUM '1' (= 50 %), ferritin 38, not on iron -> studies (safety rule 1)", [rls(), fx.ferritin(38), _with(fx.tsat(50), valueQuantity={"value": 0.5, "unit": "1", "system": fx.UCUM, "code": "1"})], {"order-iron-studies"},
-             defect="TSAT reported as a UCUM fraction ('1') is unusable, so a 50 % TSAT is ignored and oral iron is advised"),
+    Vignette("TSAT 0.50 in UCUM '1' (= 50 %), ferritin 38, not on iron -> studies (safety rule 1)", [rls(), fx.ferritin(38), _with(fx.tsat(50), valueQuantity={"value": 0.5, "unit": "1", "system": fx.UCUM, "code": "1"})], {"order-iron-studies"}),
 ]
 
 
@@ -555,10 +552,8 @@ def _censored(value: float, comparator: str, **kw: Any) -> dict[str, Any]:
 CENSORED = [
     # Section 1: usable with "a numeric valueQuantity"; ">1000 ng/mL" is numeric and certainly above the 300 ug/L
     # ceiling, so reading it is not a guess. Clinically cautious: iron-overload-risk must not be missed.
-    Vignette("On oral iron, ferritin reported '>1000 ng/mL' -> iron overload risk", [rls(), oral_iron_order(10), _censored(1000, ">")], {"iron-overload-risk"},
-             defect="a ferritin with a comparator (>1000) is unusable, so a patient on oral iron above the assay range gets order-iron-studies instead of iron-overload-risk"),
-    Vignette("Ferritin reported '<5 ng/mL', not on iron -> start", [rls(), _censored(5, "<")], {"start-oral-iron"},
-             defect="a ferritin with a comparator (<5) is unusable: order-iron-studies instead of start-oral-iron"),
+    Vignette("On oral iron, ferritin reported '>1000 ng/mL' -> iron overload risk", [rls(), oral_iron_order(10), _censored(1000, ">")], {"iron-overload-risk"}),
+    Vignette("Ferritin reported '<5 ng/mL', not on iron -> start", [rls(), _censored(5, "<")], {"start-oral-iron"}),
 ]
 
 
