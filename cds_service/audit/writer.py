@@ -51,6 +51,8 @@ class DecisionLog:
     unhealthy_fill = 0.9
     inline_batch = 100
     """Batch size when writing on the event loop (embedded SQLite; see `_write_next`)."""
+    linger = 0.1
+    """Seconds a smaller embedded batch may wait for more records before it is written."""
 
     def __init__(self, settings: "Settings", *, spill_dir: Path | None = None) -> None:
         self.settings = settings
@@ -203,6 +205,12 @@ class DecisionLog:
                 if not self.queue and not self._stopping.is_set():
                     await self._wake.wait()
                 continue
+            if self.embedded and self.db_ok and len(self.queue) < self.inline_batch and not self._stopping.is_set():
+                # Let a batch gather before an inline write: one commit (fsync) per batch, not per answer.
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self.linger)
+                except asyncio.TimeoutError:
+                    pass
             try:
                 written = await self._write_next()
             except Exception as exc:  # a bug here must not stop the writer for the life of the process
