@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+
+from cds_service.services import PREFETCH_KEY_BY_TYPE
 from fhir_mappings.datafiles import read_yaml
 
 LOINC = "http://loinc.org"
@@ -215,26 +217,20 @@ def bundle(resources: list[dict[str, Any]], kind: str = "searchset") -> dict[str
     return {"resourceType": "Bundle", "type": kind, "entry": [{"resource": r} for r in resources]}
 
 
-PREFETCH_KEY_BY_TYPE = {
-    "Observation": "labs",
-    "Condition": "conditions",
-    "MedicationRequest": "medications",
-    "MedicationStatement": "medicationStatements",
-    "MedicationAdministration": "medicationAdministrations",
-    "AllergyIntolerance": "allergies",
-}
+# The search keys (everything but `patient`, which holds a single resource or null).
+SEARCH_KEY_BY_TYPE = {t: k for t, k in PREFETCH_KEY_BY_TYPE.items() if t != "Patient"}
 
 
 def cds_request(resources: list[dict[str, Any]], *, hook: str = "patient-view", patient_id: str = DEFAULT_PATIENT, drafts: list[dict[str, Any]] | None = None, selections: list[str] | None = None, with_patient: bool = True, fhir_server: str | None = None, **extra: Any) -> dict[str, Any]:
     """A complete CDS Hooks request with every prefetch key filled (empty Bundles where no data)."""
-    prefetch: dict[str, Any] = {key: bundle([]) for key in PREFETCH_KEY_BY_TYPE.values()}
+    prefetch: dict[str, Any] = {key: bundle([]) for key in SEARCH_KEY_BY_TYPE.values()}
     prefetch["patient"] = None
     for resource in resources:
         rtype = resource["resourceType"]
         if rtype == "Patient":
             prefetch["patient"] = resource
         else:
-            prefetch[PREFETCH_KEY_BY_TYPE[rtype]]["entry"].append({"resource": resource})
+            prefetch[SEARCH_KEY_BY_TYPE[rtype]]["entry"].append({"resource": resource})
     if with_patient and prefetch["patient"] is None:
         prefetch["patient"] = patient(patient_id)
     request: dict[str, Any] = {

@@ -9,7 +9,6 @@ file is not there.
 from __future__ import annotations
 
 import asyncio
-
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -23,21 +22,12 @@ from pydantic import ValidationError
 from cds_service import pipeline, prefetch
 from cds_service.models import HOOKS, CDSRequest
 from cds_service.runtime import Runtime
-from cds_service.services import Service, prefetch_templates
+from cds_service.services import PREFETCH_KEY_BY_TYPE, Service, prefetch_templates
 from fhir_mappings.datafiles import read_yaml
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_USER = "Practitioner/example"
 
-PREFETCH_KEY_BY_TYPE = {
-    "Patient": "patient",
-    "Observation": "labs",
-    "Condition": "conditions",
-    "MedicationRequest": "medications",
-    "MedicationStatement": "medicationStatements",
-    "MedicationAdministration": "medicationAdministrations",
-    "AllergyIntolerance": "allergies",
-}
 BUNDLE_TYPES = ("collection", "transaction", "searchset", "batch", "document")
 
 

@@ -16,6 +16,18 @@ HOOK_TITLES = {
 }
 
 
+PREFETCH_KEY_BY_TYPE: dict[str, str] = {
+    "Patient": "patient",
+    "Observation": "labs",
+    "Condition": "conditions",
+    "MedicationRequest": "medications",
+    "MedicationStatement": "medicationStatements",
+    "MedicationAdministration": "medicationAdministrations",
+    "AllergyIntolerance": "allergies",
+}
+"""Which prefetch key of `prefetch_templates` holds each resource type (the EHR's side of the contract)."""
+
+
 def prefetch_templates() -> dict[str, str]:
     """The prefetch keys every service asks for (a contract with EHR integrators)."""
     codes = ",".join(f"http://loinc.org|{code}" for code in lab_loinc_codes())
