@@ -33,8 +33,9 @@ CANARY = {
     "family": re.compile(r"Quimbleworth"),
     "birth date": re.compile(r"1931-02-03"),
     "patient id": re.compile(PATIENT_ID),
-    "ferritin value": re.compile(r"23\.17"),
-    "hemoglobin value": re.compile(r"9\.87"),
+    # Not inside a longer number: a log timestamp such as 02:26:19.875 must not count as 9.87.
+    "ferritin value": re.compile(r"(?<![\d.])23\.17(?!\d)"),
+    "hemoglobin value": re.compile(r"(?<![\d.])9\.87(?!\d)"),
     "free text": re.compile(r"canary note"),
 }
 
