@@ -194,7 +194,7 @@ def cases_by_rule(rules_dir: Path = RULES_DIR, runtime: Any = None) -> dict[str,
 
 def build_catalog(rules_dir: Path = RULES_DIR, cases: Mapping[str, list[str]] | None = None) -> Catalog:
     """The catalog data of every rule in every profile of `rules_dir`."""
-    rulesets = dict(sorted(load_all_rulesets(rules_dir).items(), key=lambda kv: (kv[0] != "article", kv[0])))
+    rulesets = load_all_rulesets(rules_dir)  # the default profile first
     outcomes = load_outcomes(rules_dir)
     sources = (read_yaml(rules_dir / "sources.yaml") or {}).get("sources", {})
     schema = fact_schema()

@@ -212,7 +212,7 @@ def as_request(
 
 
 def service_for(runtime: Runtime, hook: str, profile: str | None = None) -> Service:
-    """The service that answers `hook` in `profile` (or by service id); the article profile by default."""
+    """The service that answers `hook` in `profile` (or by service id); the default profile's otherwise."""
     candidates = [
         s for s in runtime.services.values() if s.hook == hook and (profile is None or profile in (s.profile, s.id))
     ]
@@ -221,7 +221,7 @@ def service_for(runtime: Runtime, hook: str, profile: str | None = None) -> Serv
         raise InputError(
             f"no service for hook {hook!r}" + (f" in profile {profile!r}" if profile else "") + f" (profiles: {', '.join(profiles)})"
         )
-    return sorted(candidates, key=lambda s: (s.profile != "article", s.id))[0]
+    return sorted(candidates, key=lambda s: (not s.ruleset.default, s.id))[0]
 
 
 def validate_request(raw: dict[str, Any]) -> CDSRequest:

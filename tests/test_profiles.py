@@ -179,3 +179,13 @@ def test_every_example_under_both_profiles_prints_the_differences(both, capsys):
         print(f"\nexamples that differ between profiles ({len(differences)} of {len(examples)}):")
         for line in differences:
             print("  " + line)
+
+
+def test_the_default_profile_is_data_and_comes_first_in_discovery(client):
+    """No Python names a profile: the profile file says which one is the default."""
+    from cds_service.engine.ruleset import load_all_rulesets
+
+    rulesets = load_all_rulesets()
+    assert [rs.profile for rs in rulesets.values() if rs.default] == ["article"]
+    ids = [s["id"] for s in client.get("/cds-services").json()["services"]]
+    assert ids[:3] == ["rls-iron-patient-view", "rls-iron-order-select", "rls-iron-order-sign"]

@@ -9,7 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds_service.offline import EXAMPLES_DIR, InputError, evaluate_request, load_examples
+from cds_service.engine.ruleset import load_all_rulesets
+from cds_service.offline import (
+    EXAMPLES_DIR,
+    InputError,
+    evaluate_request,
+    load_examples,
+)
 
 examples_app = typer.Typer(help="Sample FHIR patients (examples/) and the outcome each should produce.", no_args_is_help=True)
 
@@ -20,7 +26,9 @@ def list_examples(
 ) -> None:
     """Print every example with the outcome(s) it should produce."""
     examples = load_examples()
-    profiles = [profile] if profile else sorted({p for e in examples for p in e.expected}, key=lambda p: (p != "article", p))
+    known = list(load_all_rulesets())  # the default profile first
+    named = {p for e in examples for p in e.expected}
+    profiles = [profile] if profile else [p for p in known if p in named] + sorted(named - set(known))
     table = Table(title=f"{len(examples)} examples in {EXAMPLES_DIR}", show_lines=False)
     table.add_column("example", style="bold", overflow="fold")
     table.add_column("hook")

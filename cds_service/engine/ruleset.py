@@ -74,6 +74,8 @@ class RuleSet:
     outcomes: Mapping[str, Outcome]
     texts: Mapping[str, str]
     version: str
+    default: bool = False
+    """The profile used when none is named, listed first."""
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -271,15 +273,17 @@ def load_ruleset(profile_path: Path, rules_dir: Path = RULES_DIR) -> RuleSet:
         outcomes=outcomes,
         texts=profile.get("texts", {}),
         version=ruleset_version(rules_dir),
+        default=bool(profile.get("default", False)),
     )
 
 
 def load_all_rulesets(rules_dir: Path = RULES_DIR) -> dict[str, RuleSet]:
-    """Every profile in rules/profiles/, by profile name."""
-    rulesets = {}
-    for path in profile_paths(rules_dir):
-        ruleset = load_ruleset(path, rules_dir)
-        rulesets[ruleset.profile] = ruleset
-    if not rulesets:
+    """Every profile in rules/profiles/, by profile name: the default profile first, then by name."""
+    loaded = [load_ruleset(path, rules_dir) for path in profile_paths(rules_dir)]
+    if not loaded:
         raise RuleFileError(f"{rules_dir}: no profile in profiles/")
-    return rulesets
+    defaults = [rs.profile for rs in loaded if rs.default]
+    if len(defaults) > 1:
+        raise RuleFileError(f"{rules_dir / 'profiles'}: more than one default profile: {defaults}")
+    loaded.sort(key=lambda rs: (not rs.default, rs.profile))
+    return {rs.profile: rs for rs in loaded}

@@ -72,7 +72,7 @@ def _drafts(name: str | None) -> list[dict[str, Any]] | None:
 async def page(request: Request) -> HTMLResponse:
     """The test page: examples, hooks and services to choose from, cards and trace side by side."""
     runtime = request.app.state.runtime
-    services = sorted(runtime.services.values(), key=lambda s: (s.profile != "article", s.profile, s.hook))
+    services = sorted(runtime.services.values(), key=lambda s: (not s.ruleset.default, s.profile, s.hook))
     profiles = list(dict.fromkeys(s.profile for s in services))
     return templates.TemplateResponse(
         request,
