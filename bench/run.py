@@ -224,7 +224,6 @@ def stage_figures(request: dict[str, Any], runs: int = 200) -> dict[str, Any]:
     from cds_service import cards, prefetch
     from cds_service.engine import RuleEngine, available_engines
     from cds_service.models import CDSRequest
-    from cds_service.pipeline import FACTS_BY_KEY  # noqa: F401 - the pipeline's own module
     from cds_service.runtime import build_runtime
     from cds_service.services import prefetch_templates
     from cds_service.settings import Settings

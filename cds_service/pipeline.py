@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,17 +16,6 @@ from cds_service.prefetch import PrefetchData, draft_orders
 from cds_service.services import Service
 from fhir_mappings import FactSet, MappingInput, build_facts
 from fhir_mappings.errors import MappingInputError
-
-# Which fact types each prefetch key feeds: an OperationOutcome there makes them unknown.
-FACTS_BY_KEY = {
-    "patient": ("patient",),
-    "labs": ("ferritin", "hemoglobin", "tsat"),
-    "conditions": ("conditions",),
-    "medications": ("oral_iron", "iv_iron", "medications"),
-    "medicationStatements": ("oral_iron", "iv_iron", "medications"),
-    "medicationAdministrations": ("iv_iron",),
-    "allergies": ("allergies",),
-}
 
 
 @dataclass
@@ -84,7 +73,6 @@ def evaluate(
     """Run the pipeline on data already gathered. Synchronous: the engine runs on the caller's thread."""
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
-    unknown_facts = sorted({t for key in data.unknown_keys for t in FACTS_BY_KEY.get(key, ())})
     mapping_input = MappingInput(
         resources=data.resources,
         patient_id=request.context.patientId,
@@ -99,8 +87,6 @@ def evaluate(
         facts = build_facts(mapping_input)
     except MappingInputError as exc:
         raise BadRequest(str(exc)) from exc
-    if unknown_facts:
-        facts = replace(facts, unknown=tuple(sorted(set(facts.unknown) | set(unknown_facts))))
     try:
         result = engine.evaluate(facts.to_engine(), facts.unknown)
     except EngineError as exc:

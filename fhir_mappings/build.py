@@ -19,6 +19,19 @@ from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, He
 from fhir_mappings.patient import anemia_threshold, map_patient
 
 
+# Which fact types each prefetch key feeds: an OperationOutcome there makes them unknown, and
+# every rule that reads one of them stays silent.
+FACTS_BY_KEY: dict[str, tuple[str, ...]] = {
+    "patient": ("patient",),
+    "labs": ("ferritin", "hemoglobin", "tsat"),
+    "conditions": ("conditions",),
+    "medications": ("oral_iron", "iv_iron", "medications"),
+    "medicationStatements": ("oral_iron", "iv_iron", "medications"),
+    "medicationAdministrations": ("iv_iron",),
+    "allergies": ("allergies",),
+}
+
+
 @dataclass(frozen=True)
 class MappingInput:
     """What the mapping layer needs from one invocation."""
@@ -99,6 +112,7 @@ def build_facts(data: MappingInput) -> FactSet:
         ),
         exclusions=tuple(sorted(set(trace.exclusions), key=lambda e: (e.resource_type, e.resource_id, e.reason))),
         notes=tuple(sorted(trace.notes)),
+        unknown=tuple(sorted({t for key in data.unknown_keys for t in FACTS_BY_KEY.get(key, ())})),
     )
 
 
