@@ -47,10 +47,10 @@ def build_cards(
     texts = load_card_texts()
     today = _today(facts, now)
     groups = _group(result.fired)
-    cards = [
-        CardBuilder(code, fired, facts, ruleset, texts, today, base_url, patient_id).card()
-        for code, fired in groups.items()
-    ]
+    if not groups:
+        return []
+    shared = CardFacts(facts, ruleset, today)
+    cards = [CardBuilder(code, fired, shared, texts, base_url, patient_id).card() for code, fired in groups.items()]
     cards.sort(key=lambda c: (-SEVERITY[c.indicator], c.source.topic.code if c.source.topic else ""))
     return cards
 
@@ -126,22 +126,16 @@ class _Escaped(Mapping[str, "str | None"]):
         return len(self._values)
 
 
-class CardBuilder:
-    """Everything one outcome's card needs, computed once."""
+class CardFacts:
+    """What every card of one response reads (engine view of the facts, course start, recheck
+    window, text values): none of it depends on the outcome, so it is computed once per response."""
 
-    def __init__(self, code: str, fired: list[FiredRule], facts: FactSet, ruleset: RuleSet, texts: CardTexts, today: date, base_url: str, patient_id: str | None) -> None:
-        self.code = code
-        self.fired = sorted(fired, key=lambda f: (f.rule.reason or "~", f.rule.id))
+    def __init__(self, facts: FactSet, ruleset: RuleSet, today: date) -> None:
         self.facts = facts
         self.ruleset = ruleset
-        self.texts = texts
-        self.today = today
-        self.base_url = base_url.rstrip("/")
-        self.patient_id = patient_id
         self.params = ruleset.parameters
+        self.today = today
         self.engine_facts = facts.to_engine()
-        self.reasons = {f.rule.reason for f in fired if f.rule.reason}
-        self.spec: OutcomeTexts | None = texts.outcomes.get(code)
         self.course_start = self._course_start()
         self.recheck = self._recheck_window()
         self.values = self._values()
@@ -170,7 +164,7 @@ class CardBuilder:
         f, p, ev, texts = self.facts, self.params, self.facts.evidence, self.ruleset.texts
         ferritin_low = _num(p.get("ferritin_low"))
         iv_high = _num(p.get("ferritin_iv_only_high"))
-        oral_start = self._course_start() if f.oral_iron.on_record else None
+        oral_start = self.course_start if f.oral_iron.on_record else None
         product = texts.get("preferred_iv_product") or "IV iron"
         return {
             "ferritin": (f.ferritin.value_display or (f"{_num(f.ferritin.value_ug_per_l)} ug/L" if f.ferritin.value_ug_per_l is not None else None)) if f.ferritin.current else None,
@@ -210,6 +204,27 @@ class CardBuilder:
             "oral_iron_intolerances": _names(ev.oral_iron_intolerance_names),
             "age_years": _num(f.patient.age_years),
         }
+
+
+class CardBuilder:
+    """Everything one outcome's card needs, computed once."""
+
+    def __init__(self, code: str, fired: list[FiredRule], shared: CardFacts, texts: CardTexts, base_url: str, patient_id: str | None) -> None:
+        self.code = code
+        self.fired = sorted(fired, key=lambda f: (f.rule.reason or "~", f.rule.id))
+        self.facts = shared.facts
+        self.ruleset = shared.ruleset
+        self.texts = texts
+        self.today = shared.today
+        self.base_url = base_url.rstrip("/")
+        self.patient_id = patient_id
+        self.params = shared.params
+        self.engine_facts = shared.engine_facts
+        self.reasons = {f.rule.reason for f in fired if f.rule.reason}
+        self.spec: OutcomeTexts | None = texts.outcomes.get(code)
+        self.course_start = shared.course_start
+        self.recheck = shared.recheck
+        self.values = shared.values
 
     def _markdown_values(self) -> Mapping[str, str | None]:
         return _Escaped(self.values)
