@@ -30,7 +30,8 @@ def redact_reference(reference: str, patient_id: str) -> str:
 
 def redact_text(text: str, patient_id: str) -> str:
     """Free text (a reason, a note) with Patient references and the bare patient id replaced."""
-    text = PATIENT_REFERENCE.sub(lambda m: redact_reference(m.group(0), patient_id), text)
+    if "Patient/" in text:  # most texts (rule conditions, reasons) quote no reference: skip the regex
+        text = PATIENT_REFERENCE.sub(lambda m: redact_reference(m.group(0), patient_id), text)
     if patient_id and patient_id in text:  # rare: most reasons never quote the id, so skip the regex
         bare = re.compile(r"(?<![\w\-.])" + re.escape(patient_id) + r"(?![\w\-])")
         text = bare.sub("[context-patient]", text)

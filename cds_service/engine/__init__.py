@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping, Protocol
 
-from cds_service.engine.conditions import Facts, first_unmet
+from cds_service.engine.conditions import Facts
 from cds_service.engine.ruleset import Rule, RuleSet
 from fhir_mappings.facts import fact_schema
 
@@ -142,7 +142,6 @@ def make_evaluator(name: str, ruleset: RuleSet) -> Evaluator:
 def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple[str, ...], engine: str) -> EngineResult:
     """Turn the evaluator's raw answer into the contract: silencing, precedence, order, reasons."""
     raw = set(raw_fired)
-    params = ruleset.parameters
     holding = [r for r in ruleset.rules if r.id in raw]
     silenced: dict[str, str] = {}
     for rule in holding:
@@ -162,12 +161,13 @@ def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple
             continue
         fired.append(FiredRule(rule=rule, matched_facts=rule.fact_types()))
     silent: list[SilentRule] = []
-    for rule in ruleset.rules:
+    unmet = ruleset.explainer.why(facts, lambda index: ruleset.rules[index].id not in raw)
+    for rule, why in zip(ruleset.rules, unmet):
         if rule.id in raw:
             if rule.id in silenced:
                 silent.append(SilentRule(rule=rule, why=silenced[rule.id]))
             continue
-        silent.append(SilentRule(rule=rule, why=first_unmet(rule.when, facts, params) or "condition not met"))
+        silent.append(SilentRule(rule=rule, why=why or "condition not met"))
     return EngineResult(engine=engine, fired=tuple(fired), silent=tuple(silent))
 
 

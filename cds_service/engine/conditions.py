@@ -79,7 +79,7 @@ def first_unmet(condition: Mapping[str, Any], facts: Facts, params: Params, nega
                     reason = first_unmet(child, facts, params, False)
                     if reason:
                         return reason
-            return "not (" + " and ".join(_describe(c) for c in children) + ")"
+            return "not (" + " and ".join(describe_condition(c) for c in children) + ")"
         if "any" in condition:
             children = condition["any"]
             if not negated:
@@ -87,22 +87,22 @@ def first_unmet(condition: Mapping[str, Any], facts: Facts, params: Params, nega
                 return "none of: " + "; ".join(r for r in reasons if r)
             for child in children:
                 if holds(child, facts, params):
-                    return "not (" + _describe(child) + ")"
+                    return "not (" + describe_condition(child) + ")"
         children = condition["none"]
         if not negated:
             for child in children:
                 if holds(child, facts, params):
-                    return "not (" + _describe(child) + ")"
-        return "one of: " + "; ".join(_describe(c) for c in children)
+                    return "not (" + describe_condition(child) + ")"
+        return "one of: " + "; ".join(describe_condition(c) for c in children)
     if leaf_holds(condition, facts, params) == negated:
         return ("not (" + describe_leaf(condition) + ")") if negated else describe_leaf(condition)
     return None
 
 
-def _describe(condition: Mapping[str, Any]) -> str:
+def describe_condition(condition: Mapping[str, Any]) -> str:
     for key, word in (("all", " and "), ("any", " or ")):
         if key in condition:
-            return "(" + word.join(_describe(c) for c in condition[key]) + ")"
+            return "(" + word.join(describe_condition(c) for c in condition[key]) + ")"
     if "none" in condition:
-        return "not (" + " or ".join(_describe(c) for c in condition["none"]) + ")"
+        return "not (" + " or ".join(describe_condition(c) for c in condition["none"]) + ")"
     return describe_leaf(condition)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 import jsonschema
 import yaml
 
+from cds_service.engine.explain import Explainer
 from fhir_mappings.facts import FACT_TYPES_BY_NAME, fact_schema
 from fhir_mappings.datafiles import read_yaml
 
@@ -76,6 +77,11 @@ class RuleSet:
     version: str
     default: bool = False
     """The profile used when none is named, listed first."""
+
+    @cached_property
+    def explainer(self) -> Explainer:
+        """The rules' conditions compiled once, to say why each silent rule did not hold."""
+        return Explainer([rule.when for rule in self.rules], self.parameters)
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
