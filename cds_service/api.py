@@ -69,6 +69,7 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
             data,
             now=runtime.clock(),
             base_url=runtime.public_base(request),
+            cache=runtime.reuse,
         )
     except CDSError as exc:
         metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()

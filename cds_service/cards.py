@@ -55,6 +55,21 @@ def build_cards(
     return cards
 
 
+def with_new_uuids(cards: Iterable[Card]) -> list[Card]:
+    """Copies of cards with fresh card and suggestion uuids (a uuid names one card shown once)."""
+    return [
+        card.model_copy(
+            update={
+                "uuid": str(uuid.uuid4()),
+                "suggestions": [s.model_copy(update={"uuid": str(uuid.uuid4())}) for s in card.suggestions]
+                if card.suggestions
+                else card.suggestions,
+            }
+        )
+        for card in cards
+    ]
+
+
 def _group(fired: Iterable[FiredRule]) -> dict[str, list[FiredRule]]:
     groups: dict[str, list[FiredRule]] = {}
     for f in fired:

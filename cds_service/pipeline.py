@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from cds_service.cards import build_cards
+from cds_service.cards import build_cards, with_new_uuids
 from cds_service.engine import EngineError, EngineResult, RuleEngine
 from cds_service.errors import BadRequest, EngineUnavailable
 from cds_service.models import Card, CDSRequest
 from cds_service.prefetch import PrefetchData, draft_orders
+from cds_service.reuse import Decided, ReuseCache, reuse_key
 from cds_service.services import Service
 from fhir_mappings import FactSet, MappingInput, build_facts
+from fhir_mappings.build import utc_today
 from fhir_mappings.errors import MappingInputError
 
 
@@ -58,6 +60,7 @@ class Evaluation:
             "notes": list(self.facts.notes),
             "unknown": list(self.facts.unknown),
             "fetched": list(self.extra.get("fetched_keys", ())),
+            "reused": bool(self.extra.get("reused")),
             "cards": [{"uuid": c.uuid, "outcome": c.source.topic.code if c.source.topic else None} for c in self.cards],
         }
 
@@ -69,17 +72,51 @@ def evaluate(
     data: PrefetchData,
     now: datetime | None = None,
     base_url: str = "",
+    cache: ReuseCache | None = None,
 ) -> Evaluation:
-    """Run the pipeline on data already gathered. Synchronous: the engine runs on the caller's thread."""
+    """Run the pipeline on data already gathered. Synchronous: the engine runs on the caller's thread.
+
+    With a `cache`, an invocation identical to one already decided (same data, day, rules and
+    engine; see cds_service.reuse) reuses its facts, rule answer and card content.
+    """
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
+    drafts = draft_orders(request)
+    key = b""
+    if cache is not None and cache.enabled:
+        key = reuse_key(
+            service_id=service.id,
+            ruleset_version=service.ruleset.version,
+            engine=engine.name,
+            hook=request.hook,
+            patient_id=request.context.patientId,
+            day=utc_today(now),
+            base_url=base_url,
+            resources=data.resources,
+            draft_orders=drafts,
+            full_urls=data.full_urls,
+            unknown_keys=frozenset(data.unknown_keys),
+        )
+        reused = cache.get(key)
+        if reused is not None:
+            return Evaluation(
+                decision_id=str(uuid.uuid4()),
+                service=service,
+                request=request,
+                now=now,
+                facts=reused.facts,
+                result=reused.result,
+                cards=with_new_uuids(reused.cards),
+                duration_ms=(time.perf_counter() - started) * 1000,
+                extra={"fetched_keys": sorted(data.fetched_keys), "reused": True},
+            )
     mapping_input = MappingInput(
         resources=data.resources,
         patient_id=request.context.patientId,
         now=now,
         params=service.ruleset.parameters,
         hook=request.hook,
-        draft_orders=draft_orders(request),
+        draft_orders=drafts,
         unknown_keys=frozenset(data.unknown_keys),
         full_urls=data.full_urls,
     )
@@ -92,6 +129,9 @@ def evaluate(
     except EngineError as exc:
         raise EngineUnavailable("the rule engine could not answer safely; no cards") from exc
     cards = build_cards(result, facts, service.ruleset, base_url, patient_id=request.context.patientId, now=now)
+    if key:
+        cache.put(key, Decided(facts=facts, result=result, cards=tuple(cards)))
+        cards = with_new_uuids(cards)  # the stored cards are never handed out
     return Evaluation(
         decision_id=str(uuid.uuid4()),
         service=service,
@@ -101,5 +141,5 @@ def evaluate(
         result=result,
         cards=cards,
         duration_ms=(time.perf_counter() - started) * 1000,
-        extra={"fetched_keys": sorted(data.fetched_keys)},
+        extra={"fetched_keys": sorted(data.fetched_keys), "reused": False},
     )

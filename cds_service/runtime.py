@@ -11,6 +11,7 @@ from cds_service.audit import DecisionLog
 from cds_service.card_texts import load_card_texts
 from cds_service.engine import RuleEngine, build_engines, choose_engine
 from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
+from cds_service.reuse import ReuseCache
 from cds_service.services import Service, build_services
 from cds_service.settings import Settings
 
@@ -26,6 +27,8 @@ class Runtime:
     engine_name: str
     decision_log: DecisionLog
     engine_note: str | None = None
+    reuse: ReuseCache = field(default_factory=lambda: ReuseCache(0))
+    """Decisions of identical invocations (cds_service.reuse); empty and off unless configured."""
     extras: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     """"Now" for every evaluation: the request time. Tests and demos replace it."""
@@ -55,4 +58,6 @@ def build_runtime(settings: Settings) -> Runtime:
     engines = build_engines(rulesets, engine_name)
     services = build_services(rulesets, settings.enabled_services)
     log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})
-    return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), note)
+    return Runtime(
+        settings, rulesets, engines, services, engine_name, DecisionLog(settings), note, reuse=ReuseCache(settings.reuse_cache_size)
+    )

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     )
     services: str | None = Field(None, description="comma-separated service ids to enable (default: all)")
     rules_dir: Path | None = Field(None, description="override the rules directory (tests)")
+    reuse_cache_size: int = Field(
+        512, ge=0, description="identical invocations decided recently (same data, day and rules) reused per worker; 0 turns reuse off"
+    )
 
     database_url: str = Field("sqlite:///./var/decisions.db", description="decision log database (SQLAlchemy URL)")
     decision_log_phi: bool = Field(False, description="store patient values in the decision log")

@@ -47,13 +47,14 @@ class MappingInput:
     """Bundle entry fullUrl -> "Type/id" (resolves `urn:uuid:` and absolute references)."""
 
 
-def _utc_today(now: datetime) -> date:
+def utc_today(now: datetime) -> date:
+    """The calendar day (UTC) the facts are computed for: the only part of "now" they depend on."""
     return (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
 
 
 def build_facts(data: MappingInput) -> FactSet:
     """Facts of the context patient only; everything left out is in `exclusions` with its reason."""
-    ctx = Context(patient_id=data.patient_id, today=_utc_today(data.now), params=data.params, full_urls=data.full_urls or {})
+    ctx = Context(patient_id=data.patient_id, today=utc_today(data.now), params=data.params, full_urls=data.full_urls or {})
     resources = [r for r in data.resources if isinstance(r, dict)]
     drafts = [r for r in data.draft_orders if isinstance(r, dict)]
 

@@ -85,6 +85,9 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
             "notes": [redact_text(note, patient_id) for note in evaluation.facts.notes],
             "unknown": list(evaluation.facts.unknown),
             "error_detail": None,
+            # True when an identical invocation (same data, day and rules) was decided earlier
+            # by this worker and its facts and rule answer were reused (cds_service.reuse).
+            "reused": bool(evaluation.extra.get("reused")),
         },
         "fired": fired,
         "cards": [

@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+import orjson
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, inspect, or_, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, RootTransaction, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit.models import decision_cards, decision_rules, decisions, feedback
@@ -46,23 +47,51 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def _json(value: Any) -> str:
+    """JSON columns written with orjson: the stdlib encoder cost more than the insert itself."""
+    return orjson.dumps(value).decode()
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3, short connect timeout)."""
+    """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3, short connect timeout).
+
+    SQLite runs with `synchronous=NORMAL`: in WAL mode a commit then no longer waits for an
+    fsync (about 7 ms here, on the event loop that writes embedded batches), and the database
+    stays consistent after a crash of the process or the machine. A power cut may roll back the
+    last commits, which is no more than the records still queued in memory at that moment;
+    a deployment that must keep every record through power loss uses PostgreSQL.
+    """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 5})
+        engine = create_engine(url, connect_args={"timeout": 5}, json_serializer=_json)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
 
         return engine
     connect_args = {"connect_timeout": 3} if backend == "postgresql" else {}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json)
+
+
+class Staged:
+    """Records inserted in a transaction not yet committed (see `Store.stage`)."""
+
+    def __init__(self, connection: Connection, transaction: RootTransaction) -> None:
+        self.connection = connection
+        self.transaction = transaction
+
+    def commit(self) -> None:
+        """Commit and release the connection (callable from another thread); rolls back on failure."""
+        try:
+            self.transaction.commit()
+        finally:
+            self.connection.close()
 
 
 class Store:
@@ -127,10 +156,25 @@ class Store:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write records in one transaction. Records already stored (same id) are skipped: retries are safe."""
+        self.stage(records).commit()
+
+    def stage(self, records: list[dict[str, Any]]) -> "Staged":
+        """Insert records in an open transaction and hand it back to be committed.
+
+        Why: the commit is where SQLite writes its pages, a few milliseconds of I/O during
+        which it releases the GIL; the writer commits on a thread so that the event loop goes
+        on answering meanwhile, while the inserts (CPU work) stay on the loop.
+        """
         self.ensure_ready()
-        with self.engine.begin() as connection:
+        connection = self.engine.connect()
+        try:
+            transaction = connection.begin()
             self._write_decisions(connection, [r for r in records if r.get("kind") == DECISION])
             self._write_feedback(connection, [r for r in records if r.get("kind") == FEEDBACK])
+        except BaseException:
+            connection.close()  # rolls the transaction back
+            raise
+        return Staged(connection, transaction)
 
     def _existing(self, connection, column, ids: list[str]) -> set[str]:
         found: set[str] = set()

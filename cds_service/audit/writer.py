@@ -229,9 +229,10 @@ class DecisionLog:
             delay = min(delay * 2, self.retry_max)
 
     async def _write_next(self) -> bool:
-        # An embedded SQLite write is local work of about 0.1 ms a record: done on the event loop
-        # in small batches. In a worker thread it competes with a busy loop for the GIL, which
-        # starved it (the backlog grew without bound under load) and stretched the answers' p99.
+        # An embedded SQLite batch is inserted on the event loop (local CPU work, a few tens of
+        # microseconds a record) and committed on a thread (the I/O, without the GIL). Inserting
+        # from a worker thread starved it: each row's step gives the GIL back to a busy loop and
+        # waits a switch interval to get it again, so the backlog grew without bound under load.
         # A server database is always written from a thread: a slow network must never stall answers.
         inline = self.db_ok and self.embedded
         size = self.inline_batch if inline else self.batch_size
@@ -239,8 +240,7 @@ class DecisionLog:
         batch = [self.queue[i] for i in range(min(size, len(self.queue)))]
         try:
             if inline:
-                self._write_batch(batch)
-                await asyncio.sleep(0)  # let waiting requests run between inline batches
+                await self._write_inline(batch)
             else:
                 await asyncio.to_thread(self._write_batch, batch)
         except Exception as exc:
@@ -261,6 +261,19 @@ class DecisionLog:
                 self._replay_files = []
         self._publish()
         return True
+
+    async def _write_inline(self, batch: list[dict[str, Any]]) -> None:
+        """Embedded database: inserts on the loop, the commit's I/O on a thread (it releases the GIL)."""
+        assert self.store is not None
+        try:
+            staged = self.store.stage(batch)
+        except Exception:
+            self._write_batch(batch)  # isolates a refused record, or raises while the database is down
+            return
+        try:
+            await asyncio.to_thread(staged.commit)
+        except Exception:
+            self._write_batch(batch)
 
     def _write_batch(self, batch: list[dict[str, Any]]) -> None:
         """On a worker thread. Raises while the database is unreachable; isolates records it refuses."""
