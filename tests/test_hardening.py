@@ -7,13 +7,16 @@ import json
 import logging
 from typing import Any, Iterator
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from cds_service import fixtures as fx
 from cds_service import pipeline
 from cds_service.app import create_app
 from cds_service.fixtures import DEFAULT_NOW
+from cds_service.limits import json_depth
 from cds_service.logging_setup import JsonFormatter
 from tests.conftest import make_settings, outcomes
 
@@ -272,3 +275,28 @@ def test_one_json_access_line_per_request_with_request_and_decision_ids(small):
     assert isinstance(entry["duration_ms"], float)
     assert all(line.get("request_id") == "req-7" for line in lines)
     assert "ferritin" not in json.dumps(entry).lower() or "ferritin" in " ".join(entry["rules"]).lower()
+
+
+# --- json_depth on its own: exact for any JSON, brackets and escapes inside strings included ----
+
+_TRICKY_TEXT = st.text(alphabet=st.sampled_from(list('ab[]{}"\\/\n\u00e9')), max_size=8)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _TRICKY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TRICKY_TEXT, children, max_size=4),
+    max_leaves=30,
+)
+
+
+def _true_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_true_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_true_depth(v) for v in value), default=0)
+    return 0
+
+
+@hypothesis_settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(_JSON, st.booleans())
+def test_json_depth_is_exact(value, compact):
+    body = orjson.dumps(value) if compact else json.dumps(value, indent=1, ensure_ascii=False).encode()
+    assert json_depth(body) == _true_depth(value)
