@@ -8,6 +8,7 @@ import uuid
 from fastapi import APIRouter, Depends, Request, Response
 
 from cds_service import metrics, pipeline, prefetch
+from cds_service.cards import card_documents
 from cds_service.auth import verify_caller
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.fastjson import OrjsonResponse, OrjsonRoute
@@ -93,12 +94,13 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
     metrics.LATENCY.labels(service_id).observe(time.perf_counter() - started)
     for card in evaluation.cards:
         metrics.CARDS.labels(card.source.topic.code if card.source.topic else "none").inc()
-    answer = CDSResponse(
-        cards=evaluation.cards,
-        extension={"decision-id": evaluation.decision_id, "ruleset-version": service.ruleset.version},
+    # The cards are already validated models (CDSResponse documents the shape): no second pass.
+    return OrjsonResponse(
+        {
+            "cards": card_documents(evaluation.cards, evaluation.views),
+            "extension": {"decision-id": evaluation.decision_id, "ruleset-version": service.ruleset.version},
+        }
     )
-    # The cards are already validated models: serialise once, without a second validation pass.
-    return OrjsonResponse(answer.model_dump(mode="json", exclude_none=True))
 
 
 @router.post(

@@ -78,7 +78,6 @@ class _TooLarge(Exception):
     pass
 
 
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
 
@@ -86,17 +85,20 @@ _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed byte
 def json_depth(body: bytes) -> int:
     """Nesting depth of valid JSON bytes, counted on its brackets outside strings.
 
-    Escapes are dropped (`\\\\` first, then `\\"`), so the remaining quotes delimit strings. Keeping
-    only quotes and brackets leaves `""` for every string without a bracket in it; once those
-    pairs are gone, no quote is left unless some string holds a bracket (then strings are cut
-    out exactly, the slower way). The depth is the highest running sum of +1 per opening and
-    -1 per closing bracket. All of it runs at C speed (a 6 KB request: about 10 us, four
-    times less than walking the brackets in Python).
+    Escapes are dropped (`\\\\` first, then `\\"`), so the remaining quotes delimit strings. Of
+    the rest only quotes and brackets are kept, and adjacent `""` pairs removed: a pair is either
+    a whole string without brackets, or the end of one string and the start of the next with
+    nothing between them, which merges the two strings' brackets into one string. Either way
+    every bracket left between a quote and the next one was inside a string, so cutting those
+    few strings out leaves exactly the brackets outside strings. The depth is the highest
+    running sum of +1 per opening and -1 per closing bracket. All of it runs at C speed.
     """
-    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    unescaped = body
+    if b"\\" in body:  # one byte: found by memchr, where each two-byte search costs ~1 ns a byte
+        unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     skeleton = unescaped.translate(None, _NOT_QUOTES_OR_BRACKETS).replace(b'""', b"")
-    if b'"' in skeleton:
-        skeleton = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    if b'"' in skeleton:  # strings holding brackets (a LOINC display: "Ferritin [Mass/volume]...")
+        skeleton = b"".join(skeleton.split(b'"')[::2])
     return max(accumulate(array("b", skeleton.translate(_STEPS))), default=0)
 
 

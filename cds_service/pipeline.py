@@ -33,6 +33,11 @@ class Evaluation:
     cards: list[Card]
     duration_ms: float
     extra: dict[str, Any] = field(default_factory=dict)
+    views: dict[str, Any] = field(default_factory=dict)
+    """Forms of the decision derived from facts, rule answer and cards alone (e.g. the decision
+    record's content), computed once and shared by every reuse of the same decision. Whatever
+    is stored here must not depend on per-invocation values (ids, uuids, times) and is never
+    mutated after it is stored."""
 
     def trace(self) -> dict[str, Any]:
         """The decision trace: fired rules with their facts, silent rules with why, exclusions."""
@@ -109,6 +114,7 @@ def evaluate(
                 cards=with_new_uuids(reused.cards),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 extra={"fetched_keys": sorted(data.fetched_keys), "reused": True},
+                views=reused.views,
             )
     mapping_input = MappingInput(
         resources=data.resources,
@@ -129,8 +135,9 @@ def evaluate(
     except EngineError as exc:
         raise EngineUnavailable("the rule engine could not answer safely; no cards") from exc
     cards = build_cards(result, facts, service.ruleset, base_url, patient_id=request.context.patientId, now=now)
+    views: dict[str, Any] = {}
     if key:
-        cache.put(key, Decided(facts=facts, result=result, cards=tuple(cards)))
+        cache.put(key, Decided(facts=facts, result=result, cards=tuple(cards), views=views))
         cards = with_new_uuids(cards)  # the stored cards are never handed out
     return Evaluation(
         decision_id=str(uuid.uuid4()),
@@ -142,4 +149,5 @@ def evaluate(
         cards=cards,
         duration_ms=(time.perf_counter() - started) * 1000,
         extra={"fetched_keys": sorted(data.fetched_keys), "reused": False},
+        views=views,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Mapping, Sequence
 
@@ -38,6 +38,9 @@ class Decided:
     facts: FactSet
     result: EngineResult
     cards: tuple[Card, ...]
+    views: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Read-only forms of this decision computed on first use and shared by every reuse (the
+    decision record's content, the cards as JSON): see `Evaluation.views`."""
 
 
 def reuse_key(

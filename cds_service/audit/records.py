@@ -40,6 +40,52 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
     request = evaluation.request
     patient_id = request.context.patientId
     phi = settings.decision_log_phi
+    content = _decision_content(evaluation, phi)
+    return {
+        "kind": DECISION,
+        "id": evaluation.decision_id,
+        "created_at": created_at.isoformat(),
+        "service_id": evaluation.service.id,
+        "hook": request.hook,
+        "hook_instance": clip(request.hookInstance, 256),
+        "patient_key": patient_key(settings.patient_key_secret, patient_id),
+        "patient_id": clip(patient_id, 256) if phi else None,
+        "ruleset_version": evaluation.service.ruleset.version,
+        "profile": evaluation.service.profile,
+        "engine": evaluation.result.engine,
+        "status": 200,
+        "error": None,
+        "duration_ms": round(evaluation.duration_ms, 3),
+        "detail": {
+            "as_of": evaluation.now.isoformat(),
+            **content["detail"],
+            "error_detail": None,
+            # True when an identical invocation (same data, day and rules) was decided earlier
+            # by this worker and its facts and rule answer were reused (cds_service.reuse).
+            "reused": bool(evaluation.extra.get("reused")),
+        },
+        "fired": content["fired"],
+        "cards": [
+            {
+                "uuid": card.uuid,
+                "outcome": card.source.topic.code if card.source.topic else None,
+                "indicator": card.indicator,
+                "summary": card.summary if phi else None,
+            }
+            for card in evaluation.cards
+        ],
+        "phi": content["phi"],
+    }
+
+
+def _decision_content(evaluation: "Evaluation", phi: bool) -> dict[str, Any]:
+    """The part of a decision record that depends only on the decision (facts, rules, patient),
+    built once and shared by the records of every reuse of that decision (never mutated)."""
+    view = f"decision-record-content:{phi}"
+    content = evaluation.views.get(view)
+    if content is not None:
+        return content
+    patient_id = evaluation.request.context.patientId
     facts = evaluation.facts.to_engine()
     params = evaluation.service.ruleset.parameters
     sources = evaluation.facts.sources
@@ -60,23 +106,8 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
                 },
             }
         )
-    return {
-        "kind": DECISION,
-        "id": evaluation.decision_id,
-        "created_at": created_at.isoformat(),
-        "service_id": evaluation.service.id,
-        "hook": request.hook,
-        "hook_instance": clip(request.hookInstance, 256),
-        "patient_key": patient_key(settings.patient_key_secret, patient_id),
-        "patient_id": clip(patient_id, 256) if phi else None,
-        "ruleset_version": evaluation.service.ruleset.version,
-        "profile": evaluation.service.profile,
-        "engine": evaluation.result.engine,
-        "status": 200,
-        "error": None,
-        "duration_ms": round(evaluation.duration_ms, 3),
+    content = {
         "detail": {
-            "as_of": evaluation.now.isoformat(),
             "silent": [{"rule": s.rule.id, "why": redact_text(s.why, patient_id)} for s in evaluation.result.silent],
             "excluded": [
                 {"resource": redact_reference(f"{e.resource_type}/{e.resource_id}", patient_id), "reason": redact_text(e.reason, patient_id)}
@@ -84,23 +115,12 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
             ],
             "notes": [redact_text(note, patient_id) for note in evaluation.facts.notes],
             "unknown": list(evaluation.facts.unknown),
-            "error_detail": None,
-            # True when an identical invocation (same data, day and rules) was decided earlier
-            # by this worker and its facts and rule answer were reused (cds_service.reuse).
-            "reused": bool(evaluation.extra.get("reused")),
         },
         "fired": fired,
-        "cards": [
-            {
-                "uuid": card.uuid,
-                "outcome": card.source.topic.code if card.source.topic else None,
-                "indicator": card.indicator,
-                "summary": card.summary if phi else None,
-            }
-            for card in evaluation.cards
-        ],
         "phi": {"facts": facts} if phi else None,
     }
+    evaluation.views[view] = content
+    return content
 
 
 def failure_record(
