@@ -80,11 +80,26 @@ def make_engine(url: str) -> Engine:
 
 
 class Staged:
-    """Records inserted in a transaction not yet committed (see `Store.stage`)."""
+    """Records inserted in a transaction not yet committed.
 
-    def __init__(self, connection: Connection, transaction: RootTransaction) -> None:
+    Why: the writer of an embedded database adds a batch in small slices on the event loop
+    (CPU work; it yields between slices so answers are not held up) and commits on a thread,
+    because the commit is where SQLite writes its pages, I/O during which it releases the GIL.
+    """
+
+    def __init__(self, store: "Store", connection: Connection, transaction: RootTransaction) -> None:
+        self.store = store
         self.connection = connection
         self.transaction = transaction
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        """Insert records (those already stored are skipped); on failure the transaction is rolled back."""
+        try:
+            self.store._write_decisions(self.connection, [r for r in records if r.get("kind") == DECISION])
+            self.store._write_feedback(self.connection, [r for r in records if r.get("kind") == FEEDBACK])
+        except BaseException:
+            self.connection.close()  # rolls the transaction back
+            raise
 
     def commit(self) -> None:
         """Commit and release the connection (callable from another thread); rolls back on failure."""
@@ -92,6 +107,9 @@ class Staged:
             self.transaction.commit()
         finally:
             self.connection.close()
+
+    def rollback(self) -> None:
+        self.connection.close()
 
 
 class Store:
@@ -156,25 +174,15 @@ class Store:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write records in one transaction. Records already stored (same id) are skipped: retries are safe."""
-        self.stage(records).commit()
+        staged = self.begin()
+        staged.add(records)
+        staged.commit()
 
-    def stage(self, records: list[dict[str, Any]]) -> "Staged":
-        """Insert records in an open transaction and hand it back to be committed.
-
-        Why: the commit is where SQLite writes its pages, a few milliseconds of I/O during
-        which it releases the GIL; the writer commits on a thread so that the event loop goes
-        on answering meanwhile, while the inserts (CPU work) stay on the loop.
-        """
+    def begin(self) -> "Staged":
+        """An open transaction to add records to, committed later (see `Staged`)."""
         self.ensure_ready()
         connection = self.engine.connect()
-        try:
-            transaction = connection.begin()
-            self._write_decisions(connection, [r for r in records if r.get("kind") == DECISION])
-            self._write_feedback(connection, [r for r in records if r.get("kind") == FEEDBACK])
-        except BaseException:
-            connection.close()  # rolls the transaction back
-            raise
-        return Staged(connection, transaction)
+        return Staged(self, connection, connection.begin())
 
     def _existing(self, connection, column, ids: list[str]) -> set[str]:
         found: set[str] = set()

@@ -50,7 +50,9 @@ class DecisionLog:
     flush_timeout = 10.0
     unhealthy_fill = 0.9
     inline_batch = 100
-    """Batch size when writing on the event loop (embedded SQLite; see `_write_next`)."""
+    """Records per commit when writing on the event loop (embedded SQLite; see `_write_next`)."""
+    inline_slice = 10
+    """Records inserted between two yields to the event loop within such a batch."""
     linger = 0.1
     """Seconds a smaller embedded batch may wait for more records before it is written."""
 
@@ -263,11 +265,21 @@ class DecisionLog:
         return True
 
     async def _write_inline(self, batch: list[dict[str, Any]]) -> None:
-        """Embedded database: inserts on the loop, the commit's I/O on a thread (it releases the GIL)."""
+        """Embedded database: inserts on the loop in slices of `inline_slice` records, yielding
+        between slices (a whole batch at once held answers up by milliseconds), then one commit
+        on a thread (its I/O releases the GIL)."""
         assert self.store is not None
         try:
-            staged = self.store.stage(batch)
+            staged = self.store.begin()
         except Exception:
+            self._write_batch(batch)  # raises while the database is down
+            return
+        try:
+            for start in range(0, len(batch), self.inline_slice):
+                staged.add(batch[start : start + self.inline_slice])
+                await asyncio.sleep(0)
+        except Exception:
+            staged.rollback()
             self._write_batch(batch)  # isolates a refused record, or raises while the database is down
             return
         try:

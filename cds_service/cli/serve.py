@@ -46,9 +46,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         try:  # fail fast in the parent: a worker that cannot start would be restarted in a loop
-            from cds_service.app import create_app
-
-            create_app(settings)
+            import cds_service.asgi  # noqa: F401 - builds the app the forked workers inherit
         except Exception as exc:
             typer.echo(f"cds-service: refusing to start: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -77,12 +75,14 @@ def run_supervised(app_path: str, *, host: str, port: int, workers: int, log_lev
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    _fork_workers()
     config = uvicorn.Config(
         app_path,
         host=host,
         port=port,
         workers=workers,
         log_level=log_level,
+        access_log=False,  # cds_service.access logs every request (JSON, request id, no PHI)
         timeout_graceful_shutdown=timeout_graceful_shutdown,
     )
     sock = config.bind_socket()
@@ -92,3 +92,21 @@ def run_supervised(app_path: str, *, host: str, port: int, workers: int, log_lev
     finally:
         sock.close()
     return STARTUP_FAILURE if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes) else 0
+
+
+def _fork_workers() -> None:
+    """Start workers by fork from the parent, which has already imported and built the app.
+
+    Why: uvicorn spawns each worker as a fresh interpreter that imports and builds everything
+    again (about 1 s here), which doubled the start-up and delayed the replacement of a worker
+    that crashed by as much. A forked worker starts with the rules compiled and only runs the
+    app's lifespan (decision-log start). The parent holds no thread, connection or event loop
+    at that point (the database is first opened by a worker's lifespan). uvicorn takes its
+    process context from `uvicorn._subprocess.spawn`; the version is pinned in pyproject.toml
+    and tests/test_workers.py runs supervised workers, so a change there fails the tests.
+    """
+    import multiprocessing
+
+    from uvicorn import _subprocess
+
+    _subprocess.spawn = multiprocessing.get_context("fork")
