@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import orjson
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, inspect, or_, select, text, update
-from sqlalchemy.engine import Connection, RootTransaction, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit.models import decision_cards, decision_rules, decisions, feedback
@@ -80,30 +80,41 @@ def make_engine(url: str) -> Engine:
 
 
 class Staged:
-    """Records inserted in a transaction not yet committed.
+    """A batch of records being inserted in one transaction, committed later.
 
     Why: the writer of an embedded database adds a batch in small slices on the event loop
     (CPU work; it yields between slices so answers are not held up) and commits on a thread,
     because the commit is where SQLite writes its pages, I/O during which it releases the GIL.
+    The ids already stored are looked up once for the whole batch, and feedback that arrived
+    before its decision is linked once, at commit.
     """
 
-    def __init__(self, store: "Store", connection: Connection, transaction: RootTransaction) -> None:
+    def __init__(self, store: "Store", records: list[dict[str, Any]]) -> None:
         self.store = store
-        self.connection = connection
-        self.transaction = transaction
+        self.connection = store.engine.connect()
+        try:
+            self.transaction = self.connection.begin()
+            self.stored_decisions = store._existing(self.connection, decisions.c.id, [r["id"] for r in records if r.get("kind") == DECISION])
+            self.stored_feedback = store._existing(self.connection, feedback.c.id, [r["id"] for r in records if r.get("kind") == FEEDBACK])
+        except BaseException:
+            self.connection.close()
+            raise
+        self.new_cards: list[dict[str, Any]] = []
 
     def add(self, records: list[dict[str, Any]]) -> None:
         """Insert records (those already stored are skipped); on failure the transaction is rolled back."""
         try:
-            self.store._write_decisions(self.connection, [r for r in records if r.get("kind") == DECISION])
-            self.store._write_feedback(self.connection, [r for r in records if r.get("kind") == FEEDBACK])
+            self.new_cards += self.store._write_decisions(self.connection, [r for r in records if r.get("kind") == DECISION], self.stored_decisions)
+            self.store._write_feedback(self.connection, [r for r in records if r.get("kind") == FEEDBACK], self.stored_feedback)
         except BaseException:
             self.connection.close()  # rolls the transaction back
             raise
 
     def commit(self) -> None:
-        """Commit and release the connection (callable from another thread); rolls back on failure."""
+        """Link waiting feedback, commit, release the connection (callable from another thread)."""
         try:
+            if self.new_cards:
+                self.store._link_waiting_feedback(self.connection, self.new_cards)
             self.transaction.commit()
         finally:
             self.connection.close()
@@ -174,15 +185,14 @@ class Store:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write records in one transaction. Records already stored (same id) are skipped: retries are safe."""
-        staged = self.begin()
+        staged = self.begin(records)
         staged.add(records)
         staged.commit()
 
-    def begin(self) -> "Staged":
-        """An open transaction to add records to, committed later (see `Staged`)."""
+    def begin(self, records: list[dict[str, Any]]) -> Staged:
+        """An open transaction for this batch of records, added in slices and committed later."""
         self.ensure_ready()
-        connection = self.engine.connect()
-        return Staged(self, connection, connection.begin())
+        return Staged(self, records)
 
     def _existing(self, connection, column, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -190,10 +200,10 @@ class Store:
             found.update(connection.scalars(select(column).where(column.in_(chunk))))
         return found
 
-    def _write_decisions(self, connection, records: list[dict[str, Any]]) -> None:
+    def _write_decisions(self, connection, records: list[dict[str, Any]], existing: set[str]) -> list[dict[str, Any]]:
+        """Insert decision records not in `existing` (which grows); returns the card rows inserted."""
         if not records:
-            return
-        existing = self._existing(connection, decisions.c.id, [r["id"] for r in records])
+            return []
         rows, cards, rules = [], [], []
         for record in records:
             if record["id"] in existing:
@@ -226,9 +236,9 @@ class Store:
             connection.execute(decisions.insert(), rows)
         if cards:
             connection.execute(decision_cards.insert(), cards)
-            self._link_waiting_feedback(connection, cards)
         if rules:
             connection.execute(decision_rules.insert(), rules)
+        return cards
 
     def _link_waiting_feedback(self, connection, cards: list[dict[str, Any]]) -> None:
         """Feedback that arrived before its decision was written (another worker, a replay) gets linked now."""
@@ -243,11 +253,12 @@ class Store:
                     update(feedback).where(feedback.c.id == feedback_id).values(decision_id=card["decision_id"], linked=True, card_outcome=card["outcome"])
                 )
 
-    def _write_feedback(self, connection, records: list[dict[str, Any]]) -> None:
+    def _write_feedback(self, connection, records: list[dict[str, Any]], existing: set[str]) -> None:
+        """Insert feedback records not in `existing` (which grows), linked to their decision when known."""
         if not records:
             return
-        existing = self._existing(connection, feedback.c.id, [r["id"] for r in records])
         records = [r for r in records if r["id"] not in existing]
+        existing.update(r["id"] for r in records)
         links: dict[str, tuple[str, str | None]] = {}
         for chunk in _chunks(sorted({r["card_uuid"] for r in records})):
             for card_uuid, decision_id, outcome in connection.execute(

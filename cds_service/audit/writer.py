@@ -270,7 +270,7 @@ class DecisionLog:
         on a thread (its I/O releases the GIL)."""
         assert self.store is not None
         try:
-            staged = self.store.begin()
+            staged = self.store.begin(batch)
         except Exception:
             self._write_batch(batch)  # raises while the database is down
             return
