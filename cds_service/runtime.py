@@ -32,16 +32,29 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     """"Now" for every evaluation: the request time. Tests and demos replace it."""
+    _bases: dict[tuple[Any, ...], str] = field(default_factory=dict, repr=False)
 
     @property
     def ruleset_version(self) -> str:
         return next(iter(self.rulesets.values())).version
 
     def public_base(self, request: Any) -> str:
-        """Base URL for links in cards: CDS_PUBLIC_URL when set, else the URL the request came to."""
+        """Base URL for links in cards: CDS_PUBLIC_URL when set, else the URL the request came to.
+
+        Remembered per (scheme, Host, root path): building Starlette's URL costs more than the
+        rest of a reused decision. The Host header is the client's, so at most 64 are kept.
+        """
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
-        return str(request.base_url).rstrip("/")
+        scope = request.scope
+        server = scope.get("server")
+        key = (scope.get("scheme"), request.headers.get("host"), scope.get("root_path", ""), tuple(server) if server else None)
+        base = self._bases.get(key)
+        if base is None:
+            base = str(request.base_url).rstrip("/")
+            if len(self._bases) < 64:
+                self._bases[key] = base
+        return base
 
     def close(self) -> None:
         for engine in self.engines.values():

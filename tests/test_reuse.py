@@ -104,3 +104,17 @@ def test_the_cache_is_bounded_least_recently_used_out():
     assert cache.get(b"b") is None
     assert cache.get(b"a") is entries[b"a"] and cache.get(b"c") is entries[b"c"]
     assert cache.get(b"") is None  # the key of an input that cannot be encoded never matches
+
+
+def test_card_links_follow_the_host_each_request_came_to(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'd.db'}"
+    with running(tmp_path, db_url) as client:
+        bases = []
+        for host in ("ehr-a.example.org", "ehr-b.example.org", "ehr-a.example.org"):
+            response = client.post(SERVICE, json=fx.cds_request(CHART), headers={"host": host})
+            [card] = response.json()["cards"]
+            bases.append(card["links"][0]["url"].split("/rules/")[0])
+        assert bases == ["http://ehr-a.example.org", "http://ehr-b.example.org", "http://ehr-a.example.org"]
+        for n in range(100):  # the Host header is the client's: remembered bases stay bounded
+            client.post(SERVICE, json=fx.cds_request(CHART), headers={"host": f"h{n}.example.org"})
+        assert len(client.app.state.runtime._bases) <= 64

@@ -40,7 +40,7 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
     request = evaluation.request
     patient_id = request.context.patientId
     phi = settings.decision_log_phi
-    content = _decision_content(evaluation, phi)
+    content = _decision_content(evaluation, settings)
     return {
         "kind": DECISION,
         "id": evaluation.decision_id,
@@ -48,7 +48,7 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
         "service_id": evaluation.service.id,
         "hook": request.hook,
         "hook_instance": clip(request.hookInstance, 256),
-        "patient_key": patient_key(settings.patient_key_secret, patient_id),
+        "patient_key": content["patient_key"],
         "patient_id": clip(patient_id, 256) if phi else None,
         "ruleset_version": evaluation.service.ruleset.version,
         "profile": evaluation.service.profile,
@@ -78,9 +78,10 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
     }
 
 
-def _decision_content(evaluation: "Evaluation", phi: bool) -> dict[str, Any]:
+def _decision_content(evaluation: "Evaluation", settings: "Settings") -> dict[str, Any]:
     """The part of a decision record that depends only on the decision (facts, rules, patient),
     built once and shared by the records of every reuse of that decision (never mutated)."""
+    phi = settings.decision_log_phi
     view = f"decision-record-content:{phi}"
     content = evaluation.views.get(view)
     if content is not None:
@@ -107,6 +108,7 @@ def _decision_content(evaluation: "Evaluation", phi: bool) -> dict[str, Any]:
             }
         )
     content = {
+        "patient_key": patient_key(settings.patient_key_secret, patient_id),
         "detail": {
             "silent": [{"rule": s.rule.id, "why": redact_text(s.why, patient_id)} for s in evaluation.result.silent],
             "excluded": [
