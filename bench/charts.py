@@ -8,23 +8,34 @@ from typing import Any
 from cds_service import fixtures as fx
 
 
-def typical_request() -> dict[str, Any]:
+def typical_request(patient_id: str = fx.DEFAULT_PATIENT, ferritin: float = 32) -> dict[str, Any]:
     """About 10 KB: an RLS patient with a low ferritin, a hemoglobin, a TSAT and a few other items."""
+    p = {"patient_id": patient_id}
     return fx.cds_request(
         [
-            fx.patient(),
-            fx.condition("rls"),
-            fx.condition("crohns", clinical="resolved"),
-            fx.ferritin(32, days_ago=20),
-            fx.ferritin(41, days_ago=200),
-            fx.hemoglobin(12.8, days_ago=20),
-            fx.hemoglobin(12.5, days_ago=200),
-            fx.tsat(18, days_ago=20),
-            fx.medication_request("sertraline", days_ago=300),
-            fx.medication_statement("bupropion", days_ago=100),
-            fx.allergy("ferrous-sulfate", clinical="resolved"),
-        ]
+            fx.patient(patient_id),
+            fx.condition("rls", **p),
+            fx.condition("crohns", clinical="resolved", **p),
+            fx.ferritin(ferritin, days_ago=20, **p),
+            fx.ferritin(41, days_ago=200, **p),
+            fx.hemoglobin(12.8, days_ago=20, **p),
+            fx.hemoglobin(12.5, days_ago=200, **p),
+            fx.tsat(18, days_ago=20, **p),
+            fx.medication_request("sertraline", days_ago=300, **p),
+            fx.medication_statement("bupropion", days_ago=100, **p),
+            fx.allergy("ferrous-sulfate", clinical="resolved", **p),
+        ],
+        patient_id=patient_id,
     )
+
+
+def distinct_typical_requests(count: int = 3000) -> list[dict[str, Any]]:
+    """Typical requests that all differ (patient, resource ids, ferritin): every one is a new chart.
+
+    Sent in rotation they miss every cache the service keeps (decisions reused for identical
+    charts, FHIR validation by content): more distinct charts than either holds, in a cycle.
+    """
+    return [typical_request(f"bench-{n}", ferritin=20 + n % 25) for n in range(count)]
 
 
 def outcome_requests() -> dict[str, dict[str, Any]]:
