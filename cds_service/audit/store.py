@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit.models import decision_cards, decision_rules, decisions, feedback
 from cds_service.audit.records import DECISION, FEEDBACK
+from cds_service.audit.sqlite_bulk import insert_decisions
 
 log = logging.getLogger("cds_service.audit")
 
@@ -56,7 +57,7 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3, short connect timeout).
 
     SQLite runs with `synchronous=NORMAL`: in WAL mode a commit then no longer waits for an
-    fsync (about 7 ms here, on the event loop that writes embedded batches), and the database
+    fsync (about 7 ms here, a batch at a time on the writer's thread), and the database
     stays consistent after a crash of the process or the machine. A power cut may roll back the
     last commits, which is no more than the records still queued in memory at that moment;
     a deployment that must keep every record through power loss uses PostgreSQL.
@@ -77,50 +78,6 @@ def make_engine(url: str) -> Engine:
         return engine
     connect_args = {"connect_timeout": 3} if backend == "postgresql" else {}
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json)
-
-
-class Staged:
-    """A batch of records being inserted in one transaction, committed later.
-
-    Why: the writer of an embedded database adds a batch in small slices on the event loop
-    (CPU work; it yields between slices so answers are not held up) and commits on a thread,
-    because the commit is where SQLite writes its pages, I/O during which it releases the GIL.
-    The ids already stored are looked up once for the whole batch, and feedback that arrived
-    before its decision is linked once, at commit.
-    """
-
-    def __init__(self, store: "Store", records: list[dict[str, Any]]) -> None:
-        self.store = store
-        self.connection = store.engine.connect()
-        try:
-            self.transaction = self.connection.begin()
-            self.stored_decisions = store._existing(self.connection, decisions.c.id, [r["id"] for r in records if r.get("kind") == DECISION])
-            self.stored_feedback = store._existing(self.connection, feedback.c.id, [r["id"] for r in records if r.get("kind") == FEEDBACK])
-        except BaseException:
-            self.connection.close()
-            raise
-        self.new_cards: list[dict[str, Any]] = []
-
-    def add(self, records: list[dict[str, Any]]) -> None:
-        """Insert records (those already stored are skipped); on failure the transaction is rolled back."""
-        try:
-            self.new_cards += self.store._write_decisions(self.connection, [r for r in records if r.get("kind") == DECISION], self.stored_decisions)
-            self.store._write_feedback(self.connection, [r for r in records if r.get("kind") == FEEDBACK], self.stored_feedback)
-        except BaseException:
-            self.connection.close()  # rolls the transaction back
-            raise
-
-    def commit(self) -> None:
-        """Link waiting feedback, commit, release the connection (callable from another thread)."""
-        try:
-            if self.new_cards:
-                self.store._link_waiting_feedback(self.connection, self.new_cards)
-            self.transaction.commit()
-        finally:
-            self.connection.close()
-
-    def rollback(self) -> None:
-        self.connection.close()
 
 
 class Store:
@@ -184,15 +141,39 @@ class Store:
     # ---- writing ------------------------------------------------------------------------------
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        """Write records in one transaction. Records already stored (same id) are skipped: retries are safe."""
-        staged = self.begin(records)
-        staged.add(records)
-        staged.commit()
+        """Write records in one transaction. Records already stored (same id) are skipped: retries are safe.
 
-    def begin(self, records: list[dict[str, Any]]) -> Staged:
-        """An open transaction for this batch of records, added in slices and committed later."""
+        On SQLite, decisions go in with one statement per table for the whole batch
+        (`sqlite_bulk`: the writer thread then barely needs the GIL); elsewhere through
+        SQLAlchemy's executemany. Feedback that arrived before its decision is linked here.
+        """
         self.ensure_ready()
-        return Staged(self, records)
+        decision_records = [r for r in records if r.get("kind") == DECISION]
+        feedback_records = [r for r in records if r.get("kind") == FEEDBACK]
+        with self.engine.begin() as connection:
+            stored = self._existing(connection, decisions.c.id, [r["id"] for r in decision_records])
+            fresh = []
+            for record in decision_records:
+                if record["id"] not in stored:
+                    stored.add(record["id"])
+                    fresh.append(record)
+            if connection.dialect.name == "sqlite":
+                insert_decisions(connection, fresh, self._created_at_for(connection))
+            else:
+                self._write_decisions(connection, fresh)
+            cards = [
+                {"decision_id": r["id"], "card_uuid": c["uuid"], "outcome": c.get("outcome")} for r in fresh for c in r.get("cards", [])
+            ]
+            if cards:
+                self._link_waiting_feedback(connection, cards)
+            stored_feedback = self._existing(connection, feedback.c.id, [r["id"] for r in feedback_records])
+            self._write_feedback(connection, feedback_records, stored_feedback)
+
+    def _created_at_for(self, connection) -> Any:
+        """The stored form of a record's `created_at` in this dialect (SQLAlchemy's own converter)."""
+        column_type = decisions.c.created_at.type.dialect_impl(connection.dialect)
+        convert = column_type.bind_processor(connection.dialect) or (lambda value: value)
+        return lambda record: convert(_parse_time(record["created_at"]))
 
     def _existing(self, connection, column, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -200,15 +181,12 @@ class Store:
             found.update(connection.scalars(select(column).where(column.in_(chunk))))
         return found
 
-    def _write_decisions(self, connection, records: list[dict[str, Any]], existing: set[str]) -> list[dict[str, Any]]:
-        """Insert decision records not in `existing` (which grows); returns the card rows inserted."""
+    def _write_decisions(self, connection, records: list[dict[str, Any]]) -> None:
+        """Insert decision records (not already stored: `write` filters) with their cards and rules."""
         if not records:
-            return []
+            return
         rows, cards, rules = [], [], []
         for record in records:
-            if record["id"] in existing:
-                continue
-            existing.add(record["id"])
             rows.append(
                 {
                     "id": record["id"],
@@ -238,7 +216,6 @@ class Store:
             connection.execute(decision_cards.insert(), cards)
         if rules:
             connection.execute(decision_rules.insert(), rules)
-        return cards
 
     def _link_waiting_feedback(self, connection, cards: list[dict[str, Any]]) -> None:
         """Feedback that arrived before its decision was written (another worker, a replay) gets linked now."""

@@ -49,10 +49,8 @@ class DecisionLog:
     retry_max = 30.0
     flush_timeout = 10.0
     unhealthy_fill = 0.9
-    inline_batch = 100
-    """Records per commit when writing on the event loop (embedded SQLite; see `_write_next`)."""
-    inline_slice = 10
-    """Records inserted between two yields to the event loop within such a batch."""
+    gather_batch = 100
+    """An embedded database's writer waits (up to `linger`) for this many records before writing."""
     linger = 0.1
     """Seconds a smaller embedded batch may wait for more records before it is written."""
 
@@ -207,8 +205,8 @@ class DecisionLog:
                 if not self.queue and not self._stopping.is_set():
                     await self._wake.wait()
                 continue
-            if self.embedded and self.db_ok and len(self.queue) < self.inline_batch and not self._stopping.is_set():
-                # Let a batch gather before an inline write: one commit (fsync) per batch, not per answer.
+            if self.embedded and self.db_ok and len(self.queue) < self.gather_batch and not self._stopping.is_set():
+                # Let a batch gather before writing: one commit per batch, not per answer.
                 try:
                     await asyncio.wait_for(self._stopping.wait(), timeout=self.linger)
                 except asyncio.TimeoutError:
@@ -231,20 +229,14 @@ class DecisionLog:
             delay = min(delay * 2, self.retry_max)
 
     async def _write_next(self) -> bool:
-        # An embedded SQLite batch is inserted on the event loop (local CPU work, a few tens of
-        # microseconds a record) and committed on a thread (the I/O, without the GIL). Inserting
-        # from a worker thread starved it: each row's step gives the GIL back to a busy loop and
-        # waits a switch interval to get it again, so the backlog grew without bound under load.
-        # A server database is always written from a thread: a slow network must never stall answers.
-        inline = self.db_ok and self.embedded
-        size = self.inline_batch if inline else self.batch_size
+        # Written from a thread, so that neither a slow network nor a disk stalls answers. On
+        # SQLite a whole batch is a few statements (audit/sqlite_bulk.py): a row-by-row insert
+        # from a thread starved beside a busy loop (each row took the GIL back after a switch
+        # interval) and the backlog grew without bound.
         # Indexing (not iterating) tolerates appends from another thread while the batch is taken.
-        batch = [self.queue[i] for i in range(min(size, len(self.queue)))]
+        batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
         try:
-            if inline:
-                await self._write_inline(batch)
-            else:
-                await asyncio.to_thread(self._write_batch, batch)
+            await asyncio.to_thread(self._write_batch, batch)
         except Exception as exc:
             if self.db_ok:
                 log.warning("decision-log database unavailable; records kept for retry (%s)", type(exc).__name__, extra={"backlog": len(self.queue)})
@@ -263,29 +255,6 @@ class DecisionLog:
                 self._replay_files = []
         self._publish()
         return True
-
-    async def _write_inline(self, batch: list[dict[str, Any]]) -> None:
-        """Embedded database: inserts on the loop in slices of `inline_slice` records, yielding
-        between slices (a whole batch at once held answers up by milliseconds), then one commit
-        on a thread (its I/O releases the GIL)."""
-        assert self.store is not None
-        try:
-            staged = self.store.begin(batch)
-        except Exception:
-            self._write_batch(batch)  # raises while the database is down
-            return
-        try:
-            for start in range(0, len(batch), self.inline_slice):
-                staged.add(batch[start : start + self.inline_slice])
-                await asyncio.sleep(0)
-        except Exception:
-            staged.rollback()
-            self._write_batch(batch)  # isolates a refused record, or raises while the database is down
-            return
-        try:
-            await asyncio.to_thread(staged.commit)
-        except Exception:
-            self._write_batch(batch)
 
     def _write_batch(self, batch: list[dict[str, Any]]) -> None:
         """On a worker thread. Raises while the database is unreachable; isolates records it refuses."""
