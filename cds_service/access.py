@@ -86,8 +86,11 @@ class AccessLog:
         service_label = service if service in self.services else "-"
         method = scope.get("method", "")
         route_label = route or "<unmatched>"
-        metrics.HTTP_REQUESTS.labels(method, route_label, service_label, str(status)).inc()
-        metrics.HTTP_LATENCY.labels(method, route_label, service_label).observe(seconds)
+        metrics.child(metrics.HTTP_REQUESTS, method, route_label, service_label, str(status)).inc()
+        metrics.child(metrics.HTTP_LATENCY, method, route_label, service_label).observe(seconds)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        if not log.isEnabledFor(level):
+            return
         fields: dict[str, Any] = {
             "method": method,
             "route": route_label,
@@ -98,7 +101,6 @@ class AccessLog:
             fields["service"] = service_label
         context = current_context()
         fields = {k: v for k, v in fields.items() if k not in context}
-        level = logging.WARNING if status >= 500 else logging.INFO
         log.log(level, "request", extra=fields)
 
 

@@ -90,10 +90,10 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
         raise
     bind(decision_id=evaluation.decision_id, rules=[f.rule.id for f in evaluation.result.fired])
     runtime.decision_log.record_decision(evaluation)
-    metrics.REQUESTS.labels(service_id, "200").inc()
-    metrics.LATENCY.labels(service_id).observe(time.perf_counter() - started)
+    metrics.child(metrics.REQUESTS, service_id, "200").inc()
+    metrics.child(metrics.LATENCY, service_id).observe(time.perf_counter() - started)
     for card in evaluation.cards:
-        metrics.CARDS.labels(card.source.topic.code if card.source.topic else "none").inc()
+        metrics.child(metrics.CARDS, card.source.topic.code if card.source.topic else "none").inc()
     # The cards are already validated models (CDSResponse documents the shape): no second pass.
     return OrjsonResponse(
         {

@@ -210,13 +210,10 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
         self.hsts = hsts
+        self._api_headers = self._headers(API_CSP)
+        self._docs_headers = self._headers(DOCS_CSP)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP
+    def _headers(self, csp: str) -> list[tuple[bytes, bytes]]:
         added = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
@@ -225,6 +222,14 @@ class SecurityHeaders:
         ]
         if self.hsts:
             added.append((b"strict-transport-security", b"max-age=31536000"))
+        return added
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        added = self._docs_headers if path.startswith(DOCS_PATHS) else self._api_headers
         cacheable = path.startswith("/static/")
 
         async def with_headers(message: Message) -> None:

@@ -7,7 +7,7 @@ of the facts, so the facts, the rule answer and the cards' content of an identic
 can be reused instead of recomputed. What stays per invocation: a new decision id, new card and
 suggestion uuids, the decision record (it says the evaluation was reused) and the metrics.
 
-The key is a BLAKE2b digest of everything the evaluation reads: service, rule-set version and
+The key is a SHA-256 digest of everything the evaluation reads: service, rule-set version and
 engine, hook, patient id, the UTC day, the link base, the resources in the order received, the
 draft orders, the fullUrls and the keys whose data is unknown. Any difference (one more
 resource, another order of resources, another patient, the next day) is another key. The
@@ -75,7 +75,7 @@ def reuse_key(
         encoded = orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         return b""  # not plain JSON (never from HTTP): not reusable
-    return hashlib.blake2b(encoded, digest_size=32).digest()
+    return hashlib.sha256(encoded).digest()  # SHA-NI: half the cost of BLAKE2b here
 
 
 class ReuseCache:
