@@ -1,12 +1,12 @@
 """Decision records into SQLite with one statement per table for a whole batch (JSON1 `json_each`).
 
-Why: the writer runs on a thread beside a busy event loop. SQLite releases the GIL while it
-works, but a row-by-row insert (`executemany`) takes the GIL back for every row, and each time
-waits up to a switch interval (5 ms) for the loop to let it go: under load the writer fell
-behind without bound. Here each table's rows travel as one JSON array of arrays and SQLite
-expands it itself, so the thread holds the GIL only to build the arrays and start three
-statements, and the event loop keeps the CPU it needs for answers. JSON columns (`detail`,
-`phi`, `facts`) travel as JSON text inside the array: SQLite copies them, it does not walk them.
+Why: the writer runs on a thread beside a busy event loop, and every moment it holds the GIL the
+loop waits. A row-by-row insert (`executemany`) takes the GIL back for every row, each time after
+up to a switch interval (5 ms): under load the writer fell behind without bound. Here a batch is
+prepared as three JSON arrays of rows (`prepare`, pure Python, which the writer runs on the event
+loop a few records at a time), and the thread only starts a handful of statements, during which
+SQLite expands the arrays itself without the GIL. JSON columns (`detail`, `phi`, `facts`) travel
+as JSON text inside the arrays: SQLite copies them, it does not walk them.
 
 The columns and their order come from the table definitions and datetimes are stored in the
 dialect's own format (SQLAlchemy's converter), so a row written here reads back exactly like one
@@ -15,22 +15,32 @@ written through SQLAlchemy (tests/test_audit_bulk.py compares them).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 import orjson
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table
 
 from cds_service.audit.models import decision_cards, decision_rules, decisions
 
 JSON_DEFAULTS = {"detail": {}, "phi": None, "facts": {}}
 """JSON columns and what is stored when a record has none."""
 
+DECISION_COLUMNS = [c.name for c in decisions.columns]
+CARD_COLUMNS = ["decision_id", "card_uuid", "outcome", "indicator", "summary"]
+RULE_COLUMNS = ["decision_id", "rule_id", "outcome", "reason", "facts"]
 
-def _insert(table: Table, columns: list[str]) -> Any:
-    """INSERT INTO table (columns) SELECT value->[i] ... FROM json_each(:rows), in array order."""
+
+def _insert_sql(table: Table, columns: list[str]) -> str:
+    """INSERT INTO table (columns) SELECT value->[i] ... FROM json_each(?), in array order."""
     names = ", ".join(columns)
     values = ", ".join(f"json_extract(r.value, '$[{i}]')" for i in range(len(columns)))
-    return text(f"INSERT INTO {table.name} ({names}) SELECT {values} FROM json_each(:rows) AS r ORDER BY r.key")
+    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM json_each(?) AS r ORDER BY r.key"
+
+
+INSERT_DECISIONS = _insert_sql(decisions, DECISION_COLUMNS)
+INSERT_CARDS = _insert_sql(decision_cards, CARD_COLUMNS)
+INSERT_RULES = _insert_sql(decision_rules, RULE_COLUMNS)
 
 
 def _json_text(value: Any, column: str) -> str | None:
@@ -39,23 +49,42 @@ def _json_text(value: Any, column: str) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-DECISION_COLUMNS = [c.name for c in decisions.columns]
-CARD_COLUMNS = ["decision_id", "card_uuid", "outcome", "indicator", "summary"]
-RULE_COLUMNS = ["decision_id", "rule_id", "outcome", "reason", "facts"]
-INSERT_DECISIONS = _insert(decisions, DECISION_COLUMNS)
-INSERT_CARDS = _insert(decision_cards, CARD_COLUMNS)
-INSERT_RULES = _insert(decision_rules, RULE_COLUMNS)
+@dataclass
+class Prepared:
+    """Decision records as rows of the three tables (lists, serialised by `texts`)."""
+
+    ids: list[str] = field(default_factory=list)
+    decisions: list[list[Any]] = field(default_factory=list)
+    cards: list[list[Any]] = field(default_factory=list)
+    rules: list[list[Any]] = field(default_factory=list)
+
+    def extend(self, other: "Prepared") -> None:
+        self.ids += other.ids
+        self.decisions += other.decisions
+        self.cards += other.cards
+        self.rules += other.rules
+
+    def without(self, stored: set[str]) -> "Prepared":
+        """The rows of the decisions not in `stored` (retries and replays skip what is written)."""
+        keep = Prepared()
+        keep.ids = [i for i in self.ids if i not in stored]
+        keep.decisions = [row for row in self.decisions if row[0] not in stored]
+        keep.cards = [row for row in self.cards if row[0] not in stored]
+        keep.rules = [row for row in self.rules if row[0] not in stored]
+        return keep
 
 
-def insert_decisions(connection: Connection, records: list[dict[str, Any]], created_at: Callable[[dict[str, Any]], Any]) -> None:
-    """Insert decision records (not already stored: the caller filters) with their cards and rules.
+def prepare(records: Iterable[dict[str, Any]], created_at: Callable[[dict[str, Any]], Any]) -> Prepared:
+    """Rows for decision records; a record whose id appeared earlier in `records` is left out.
 
     `created_at(record)` gives the column's stored value (the dialect's datetime format).
     """
-    if not records:
-        return
-    decision_rows, card_rows, rule_rows = [], [], []
+    prepared = Prepared()
+    seen: set[str] = set()
     for record in records:
+        if record["id"] in seen:
+            continue
+        seen.add(record["id"])
         row = []
         for column in DECISION_COLUMNS:
             if column == "created_at":
@@ -64,11 +93,36 @@ def insert_decisions(connection: Connection, records: list[dict[str, Any]], crea
                 row.append(_json_text(record.get(column), column))
             else:
                 row.append(record.get(column))
-        decision_rows.append(row)
+        prepared.ids.append(record["id"])
+        prepared.decisions.append(row)
         for card in record.get("cards", []):
-            card_rows.append([record["id"], card["uuid"], card.get("outcome"), card.get("indicator"), card.get("summary")])
+            prepared.cards.append([record["id"], card["uuid"], card.get("outcome"), card.get("indicator"), card.get("summary")])
         for fired in record.get("fired", []):
-            rule_rows.append([record["id"], fired["rule"], fired["outcome"], fired.get("reason"), _json_text(fired.get("facts"), "facts")])
-    for statement, rows in ((INSERT_DECISIONS, decision_rows), (INSERT_CARDS, card_rows), (INSERT_RULES, rule_rows)):
+            prepared.rules.append([record["id"], fired["rule"], fired["outcome"], fired.get("reason"), _json_text(fired.get("facts"), "facts")])
+    return prepared
+
+
+def insert(connection: Connection, prepared: Prepared) -> None:
+    """Three statements for the whole batch; the GIL is free while SQLite runs each of them."""
+    for sql, rows in ((INSERT_DECISIONS, prepared.decisions), (INSERT_CARDS, prepared.cards), (INSERT_RULES, prepared.rules)):
         if rows:
-            connection.execute(statement, {"rows": orjson.dumps(rows).decode()})
+            connection.exec_driver_sql(sql, (orjson.dumps(rows).decode(),))
+
+
+def stored_ids(connection: Connection, ids: list[str]) -> set[str]:
+    """Which of these decision ids are already stored (one statement, one parameter)."""
+    if not ids:
+        return set()
+    result = connection.exec_driver_sql("SELECT id FROM decisions WHERE id IN (SELECT value FROM json_each(?))", (orjson.dumps(ids).decode(),))
+    return {row[0] for row in result}
+
+
+def waiting_feedback(connection: Connection, card_uuids: list[str]) -> list[tuple[str, str]]:
+    """(feedback id, card uuid) of unlinked feedback naming one of these cards (usually none)."""
+    if not card_uuids:
+        return []
+    result = connection.exec_driver_sql(
+        "SELECT id, card_uuid FROM feedback WHERE linked = 0 AND card_uuid IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(card_uuids).decode(),),
+    )
+    return [(row[0], row[1]) for row in result]

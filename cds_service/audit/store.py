@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit.models import decision_cards, decision_rules, decisions, feedback
 from cds_service.audit.records import DECISION, FEEDBACK
-from cds_service.audit.sqlite_bulk import insert_decisions
+from cds_service.audit import sqlite_bulk
 
 log = logging.getLogger("cds_service.audit")
 
@@ -140,40 +140,48 @@ class Store:
 
     # ---- writing ------------------------------------------------------------------------------
 
-    def write(self, records: list[dict[str, Any]]) -> None:
+    @property
+    def bulk(self) -> bool:
+        """True on SQLite: decisions are written as prepared rows (`sqlite_bulk`)."""
+        return self.engine.dialect.name == "sqlite"
+
+    def prepare(self, records: list[dict[str, Any]]) -> sqlite_bulk.Prepared:
+        """The decision records of a batch as rows for `write` (pure Python, no database)."""
+        column_type = decisions.c.created_at.type.dialect_impl(self.engine.dialect)
+        convert = column_type.bind_processor(self.engine.dialect) or (lambda value: value)
+        return sqlite_bulk.prepare((r for r in records if r.get("kind") == DECISION), lambda r: convert(_parse_time(r["created_at"])))
+
+    def write(self, records: list[dict[str, Any]], prepared: sqlite_bulk.Prepared | None = None) -> None:
         """Write records in one transaction. Records already stored (same id) are skipped: retries are safe.
 
-        On SQLite, decisions go in with one statement per table for the whole batch
-        (`sqlite_bulk`: the writer thread then barely needs the GIL); elsewhere through
-        SQLAlchemy's executemany. Feedback that arrived before its decision is linked here.
+        On SQLite, decisions go in as rows prepared beforehand (`prepare`; the writer prepares
+        them on the event loop) with one statement per table; elsewhere through SQLAlchemy's
+        executemany. Feedback that arrived before its decision is linked here.
         """
         self.ensure_ready()
         decision_records = [r for r in records if r.get("kind") == DECISION]
         feedback_records = [r for r in records if r.get("kind") == FEEDBACK]
         with self.engine.begin() as connection:
-            stored = self._existing(connection, decisions.c.id, [r["id"] for r in decision_records])
-            fresh = []
-            for record in decision_records:
-                if record["id"] not in stored:
-                    stored.add(record["id"])
-                    fresh.append(record)
-            if connection.dialect.name == "sqlite":
-                insert_decisions(connection, fresh, self._created_at_for(connection))
+            if self.bulk:
+                rows = prepared if prepared is not None else self.prepare(decision_records)
+                stored = sqlite_bulk.stored_ids(connection, rows.ids)
+                rows = rows.without(stored) if stored else rows
+                sqlite_bulk.insert(connection, rows)
+                cards = [{"decision_id": c[0], "card_uuid": c[1], "outcome": c[2]} for c in rows.cards]
             else:
+                stored = self._existing(connection, decisions.c.id, [r["id"] for r in decision_records])
+                fresh = []
+                for record in decision_records:
+                    if record["id"] not in stored:
+                        stored.add(record["id"])
+                        fresh.append(record)
                 self._write_decisions(connection, fresh)
-            cards = [
-                {"decision_id": r["id"], "card_uuid": c["uuid"], "outcome": c.get("outcome")} for r in fresh for c in r.get("cards", [])
-            ]
+                cards = [{"decision_id": r["id"], "card_uuid": c["uuid"], "outcome": c.get("outcome")} for r in fresh for c in r.get("cards", [])]
             if cards:
                 self._link_waiting_feedback(connection, cards)
-            stored_feedback = self._existing(connection, feedback.c.id, [r["id"] for r in feedback_records])
-            self._write_feedback(connection, feedback_records, stored_feedback)
-
-    def _created_at_for(self, connection) -> Any:
-        """The stored form of a record's `created_at` in this dialect (SQLAlchemy's own converter)."""
-        column_type = decisions.c.created_at.type.dialect_impl(connection.dialect)
-        convert = column_type.bind_processor(connection.dialect) or (lambda value: value)
-        return lambda record: convert(_parse_time(record["created_at"]))
+            if feedback_records:
+                stored_feedback = self._existing(connection, feedback.c.id, [r["id"] for r in feedback_records])
+                self._write_feedback(connection, feedback_records, stored_feedback)
 
     def _existing(self, connection, column, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -221,9 +229,12 @@ class Store:
         """Feedback that arrived before its decision was written (another worker, a replay) gets linked now."""
         by_uuid = {c["card_uuid"]: c for c in cards}
         for chunk in _chunks(list(by_uuid)):
-            waiting = connection.execute(
-                select(feedback.c.id, feedback.c.card_uuid).where(and_(feedback.c.linked.is_(False), feedback.c.card_uuid.in_(chunk)))
-            ).all()
+            if self.bulk:  # one parameter instead of one per uuid: little Python on the writer's thread
+                waiting = sqlite_bulk.waiting_feedback(connection, chunk)
+            else:
+                waiting = connection.execute(
+                    select(feedback.c.id, feedback.c.card_uuid).where(and_(feedback.c.linked.is_(False), feedback.c.card_uuid.in_(chunk)))
+                ).all()
             for feedback_id, card_uuid in waiting:
                 card = by_uuid[card_uuid]
                 connection.execute(

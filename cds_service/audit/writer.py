@@ -50,6 +50,8 @@ class DecisionLog:
     flush_timeout = 10.0
     unhealthy_fill = 0.9
     gather_batch = 100
+    prepare_slice = 20
+    """Records turned into SQLite rows between two yields to the event loop (see `_prepare`)."""
     """An embedded database's writer waits (up to `linger`) for this many records before writing."""
     linger = 0.1
     """Seconds a smaller embedded batch may wait for more records before it is written."""
@@ -236,7 +238,8 @@ class DecisionLog:
         # Indexing (not iterating) tolerates appends from another thread while the batch is taken.
         batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
         try:
-            await asyncio.to_thread(self._write_batch, batch)
+            prepared = await self._prepare(batch) if self.store is not None and self.store.bulk else None
+            await asyncio.to_thread(self._write_batch, batch, prepared)
         except Exception as exc:
             if self.db_ok:
                 log.warning("decision-log database unavailable; records kept for retry (%s)", type(exc).__name__, extra={"backlog": len(self.queue)})
@@ -256,12 +259,25 @@ class DecisionLog:
         self._publish()
         return True
 
-    def _write_batch(self, batch: list[dict[str, Any]]) -> None:
+    async def _prepare(self, batch: list[dict[str, Any]]) -> Any:
+        """SQLite rows for the batch, built on the loop `prepare_slice` records at a time with a
+        yield between: Python work done on the writer's thread would hold the GIL against the loop."""
+        assert self.store is not None
+        prepared = self.store.prepare([])
+        for start in range(0, len(batch), self.prepare_slice):
+            try:
+                prepared.extend(self.store.prepare(batch[start : start + self.prepare_slice]))
+            except Exception:
+                return None  # a malformed record: the thread writes one by one and sets it aside
+            await asyncio.sleep(0)
+        return prepared
+
+    def _write_batch(self, batch: list[dict[str, Any]], prepared: Any = None) -> None:
         """On a worker thread. Raises while the database is unreachable; isolates records it refuses."""
         assert self.store is not None
         self.store.ensure_ready()
         try:
-            self.store.write(batch)
+            self.store.write(batch, prepared)
             return
         except Exception:
             if not self.store.ping():
