@@ -178,8 +178,8 @@ def run_wrk(url: str, body_path: Path, connections: int, seconds: float) -> Load
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # not "98.50%" of a Stdev column
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
@@ -322,7 +322,7 @@ def profile_large_chart(request: dict[str, Any], out: Path, runs: int = 300) -> 
     from cds_service.app import create_app
     from cds_service.settings import Settings
 
-    app = create_app(Settings(auth_mode="off", database_url=f"sqlite:///{out.parent / 'profile.db'}"))
+    app = create_app(Settings(auth_mode="off", log_level="WARNING", database_url=f"sqlite:///{out.parent / 'profile.db'}"))
     body = json.dumps(request)
     with TestClient(app) as client:
         client.post(f"/cds-services/{SERVICE_ID}", content=body, headers={"content-type": "application/json"})
