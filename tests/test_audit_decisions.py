@@ -5,7 +5,6 @@ Through the HTTP API with realistic FHIR, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import pytest
 
 from cds_service import fixtures as fx
 from cds_service.audit.pseudonym import patient_key

@@ -9,7 +9,6 @@ wrong, and defects are marked xfail(strict=True) so that the fix flips them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
