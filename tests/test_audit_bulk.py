@@ -69,3 +69,18 @@ def test_a_batch_written_twice_is_stored_once(tmp_path):
     assert len(rows(url, "decisions")) == len(records) + 1
     cards = [c for r in records for c in r["cards"]]
     assert len(rows(url, "decision_cards")) == len(cards) + len(records[0]["cards"])
+
+
+def test_without_sqlite_json_functions_records_are_written_row_by_row(tmp_path):
+    records = _records(tmp_path, False)
+    bulk_url, plain_url = f"sqlite:///{tmp_path / 'bulk.db'}", f"sqlite:///{tmp_path / 'plain.db'}"
+    bulk = Store(bulk_url)
+    bulk.write(records)
+    assert bulk.bulk
+    plain = Store(plain_url)
+    plain.ensure_ready()
+    plain.json1 = False  # as on an SQLite built without JSON1
+    assert not plain.bulk
+    plain.write(records)
+    for table in ("decisions", "decision_cards", "decision_rules"):
+        assert _without_ids(rows(bulk_url, table)) == _without_ids(rows(plain_url, table)), table

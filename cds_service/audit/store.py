@@ -87,6 +87,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.migrated = False
+        self.json1 = False
+        """SQLite's JSON functions answer (checked once the schema is migrated; see `bulk`)."""
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -117,6 +119,7 @@ class Store:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         self.migrated = True
+        self.json1 = self.engine.dialect.name == "sqlite" and self._has_json1()
 
     def ensure_ready(self) -> None:
         if not self.migrated:
@@ -142,8 +145,18 @@ class Store:
 
     @property
     def bulk(self) -> bool:
-        """True on SQLite: decisions are written as prepared rows (`sqlite_bulk`)."""
-        return self.engine.dialect.name == "sqlite"
+        """True on SQLite with its JSON functions (built in since 3.38, and in Debian's builds long
+        before): decisions are then written as prepared rows (`sqlite_bulk`), else through SQLAlchemy."""
+        return self.json1
+
+    def _has_json1(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT count(*) FROM json_each('[1]')")
+            return True
+        except SQLAlchemyError:
+            log.warning("SQLite without JSON functions: decision records are written row by row")
+            return False
 
     def prepare(self, records: list[dict[str, Any]]) -> sqlite_bulk.Prepared:
         """The decision records of a batch as rows for `write` (pure Python, no database)."""
