@@ -17,7 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import metrics
-from cds_service.limits import send_json_error
+from cds_service.limits import TrackedSend, send_json_error
 from cds_service.logging_setup import close_context, current_context, open_context
 
 log = logging.getLogger("cds_service.access")
@@ -115,18 +115,11 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
             log.error("unhandled error", extra={"exc_type": type(exc).__name__, "exc_where": _where(exc)})
-            if response_started:
+            if tracked.started:
                 raise
             await send_json_error(send, *INTERNAL)

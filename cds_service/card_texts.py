@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -142,35 +142,19 @@ def fill(text: str, values: Mapping[str, str | None]) -> str | None:
     return text.format_map({name: values[name] for name in names})
 
 
-def first_applicable(
+def applicable(
     templates: Iterable[Template],
     values: Mapping[str, str | None],
     facts: Mapping[str, Mapping[str, Any]],
     params: Mapping[str, Any],
     reasons: set[str],
-) -> str | None:
+) -> Iterator[str]:
+    """The filled texts of the templates that apply, in order; one with a value missing is skipped."""
     for template in templates:
         if template.applies(facts, params, reasons):
             text = fill(template.text, values)
             if text:
-                return text
-    return None
-
-
-def all_applicable(
-    templates: Iterable[Template],
-    values: Mapping[str, str | None],
-    facts: Mapping[str, Mapping[str, Any]],
-    params: Mapping[str, Any],
-    reasons: set[str],
-) -> list[str]:
-    out: list[str] = []
-    for template in templates:
-        if template.applies(facts, params, reasons):
-            text = fill(template.text, values)
-            if text:
-                out.append(text)
-    return out
+                yield text
 
 
 def summary_templates() -> dict[str, list[str]]:

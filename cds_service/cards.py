@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import yaml
 
 from cds_service import suggestions as fhir
-from cds_service.card_texts import CardTexts, OutcomeTexts, all_applicable, fill, first_applicable, load_card_texts
+from cds_service.card_texts import CardTexts, OutcomeTexts, applicable, fill, load_card_texts
 from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
 from cds_service.models import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
@@ -293,7 +293,7 @@ class CardBuilder:
     def summary(self, display: str) -> str:
         text = None
         if self.spec:
-            text = first_applicable(self.spec.summaries, self.values, self.engine_facts, self.params, self.reasons)
+            text = next(applicable(self.spec.summaries, self.values, self.engine_facts, self.params, self.reasons), None)
         return _shorten(text or display)
 
     def detail(self) -> str:
@@ -308,7 +308,7 @@ class CardBuilder:
             lines.append("")
         sentences = self._safety_sentences(md)  # safety first: read before anything else
         if self.spec:
-            sentences += all_applicable(self.spec.detail, md, self.engine_facts, self.params, self.reasons)
+            sentences += applicable(self.spec.detail, md, self.engine_facts, self.params, self.reasons)
         if sentences:
             lines.append(" ".join(sentences))
             lines.append("")

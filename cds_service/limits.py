@@ -31,6 +31,20 @@ async def send_json_error(send: Send, status: int, code: str, detail: str, heade
     await send({"type": "http.response.body", "body": body})
 
 
+class TrackedSend:
+    """`send`, remembering whether the response has started: after that, a middleware that
+    catches an error can no longer answer with its own JSON body."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class BodySizeLimit:
     """Answers 413 with a JSON body when a request body exceeds `max_bytes` (declared or streamed)."""
 
@@ -47,7 +61,6 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -58,16 +71,11 @@ class BodySizeLimit:
                     raise _TooLarge()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except _TooLarge:
-            if not started:
+            if not tracked.started:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:

@@ -102,20 +102,31 @@ def evaluate(
             full_urls=data.full_urls,
             unknown_keys=frozenset(data.unknown_keys),
         )
-        reused = cache.get(key)
-        if reused is not None:
-            return Evaluation(
-                decision_id=str(uuid.uuid4()),
-                service=service,
-                request=request,
-                now=now,
-                facts=reused.facts,
-                result=reused.result,
-                cards=with_new_uuids(reused.cards),
-                duration_ms=(time.perf_counter() - started) * 1000,
-                extra={"fetched_keys": sorted(data.fetched_keys), "reused": True},
-                views=reused.views,
-            )
+    decided = cache.get(key) if key else None
+    reused = decided is not None
+    if decided is None:
+        decided = _decide(request, service, engine, data, drafts, now, base_url)
+        if key:
+            cache.put(key, decided)
+    return Evaluation(
+        decision_id=str(uuid.uuid4()),
+        service=service,
+        request=request,
+        now=now,
+        facts=decided.facts,
+        result=decided.result,
+        # Cards kept for reuse are never handed out: each answer gets copies with its own uuids.
+        cards=with_new_uuids(decided.cards) if key else list(decided.cards),
+        duration_ms=(time.perf_counter() - started) * 1000,
+        extra={"fetched_keys": sorted(data.fetched_keys), "reused": reused},
+        views=decided.views,
+    )
+
+
+def _decide(
+    request: CDSRequest, service: Service, engine: RuleEngine, data: PrefetchData, drafts: list[dict[str, Any]], now: datetime, base_url: str
+) -> Decided:
+    """Facts, rule answer and cards of one invocation: everything that depends on its inputs alone."""
     mapping_input = MappingInput(
         resources=data.resources,
         patient_id=request.context.patientId,
@@ -135,19 +146,4 @@ def evaluate(
     except EngineError as exc:
         raise EngineUnavailable("the rule engine could not answer safely; no cards") from exc
     cards = build_cards(result, facts, service.ruleset, base_url, patient_id=request.context.patientId, now=now)
-    views: dict[str, Any] = {}
-    if key:
-        cache.put(key, Decided(facts=facts, result=result, cards=tuple(cards), views=views))
-        cards = with_new_uuids(cards)  # the stored cards are never handed out
-    return Evaluation(
-        decision_id=str(uuid.uuid4()),
-        service=service,
-        request=request,
-        now=now,
-        facts=facts,
-        result=result,
-        cards=cards,
-        duration_ms=(time.perf_counter() - started) * 1000,
-        extra={"fetched_keys": sorted(data.fetched_keys), "reused": False},
-        views=views,
-    )
+    return Decided(facts=facts, result=result, cards=tuple(cards))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
@@ -21,6 +22,19 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def make_app(tmp_path: Path, **overrides: object) -> FastAPI:
+    """An app on embedded defaults (decision log under `tmp_path`) with the suite's fixed clock."""
+    application = create_app(make_settings(tmp_path, **overrides))
+    application.state.runtime.clock = lambda: DEFAULT_NOW
+    return application
+
+
+def serve(tmp_path: Path, **overrides: object) -> Iterator[TestClient]:
+    """A started `make_app` and its client, for module-scoped fixtures: `yield from serve(...)`."""
+    with TestClient(make_app(tmp_path, **overrides)) as client:
+        yield client
 
 
 @pytest.fixture

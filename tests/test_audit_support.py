@@ -22,11 +22,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from cds_service.app import create_app
 from cds_service.audit.models import metadata
 from cds_service.engine.ruleset import load_all_rulesets
-from cds_service.fixtures import DEFAULT_NOW
-from tests.conftest import make_settings
+from tests.conftest import make_app
 
 SERVICE = "/cds-services/rls-iron-patient-view"
 DB_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -79,8 +77,7 @@ def _cached_rulesets(rules_dir: Path) -> Any:
 def build_app(tmp_path: Path, database_url: str, **overrides: Any):
     """An app on `database_url`, fixed clock, fast retries, spill file under tmp_path/spill."""
     with patch("cds_service.runtime.load_all_rulesets", _cached_rulesets):
-        app = create_app(make_settings(tmp_path, database_url=database_url, **overrides))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
+        app = make_app(tmp_path, database_url=database_url, **overrides)
     log = app.state.runtime.decision_log
     log.spill.directory = tmp_path / "spill"
     log.retry_initial = 0.05

@@ -9,13 +9,11 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from fastapi.testclient import TestClient
 
 from cds_service import fixtures as fx
-from cds_service.app import create_app
 from cds_service.cards import OUTCOME_SYSTEM
 from cds_service.engine.ruleset import load_all_rulesets
-from tests.conftest import make_settings
+from tests.conftest import serve
 
 ARTICLE = "/cds-services/rls-iron-patient-view"
 AASM = "/cds-services/rls-iron-aasm2024-patient-view"
@@ -27,10 +25,7 @@ needs_aasm = pytest.mark.skipif("aasm-2024" not in RULESETS, reason="aasm-2024 p
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     """One app for the module (start-up costs seconds); cards do not depend on earlier requests."""
-    app = create_app(make_settings(tmp_path_factory.mktemp("cards")))
-    app.state.runtime.clock = lambda: fx.DEFAULT_NOW
-    with TestClient(app) as test_client:
-        yield test_client
+    yield from serve(tmp_path_factory.mktemp("cards"))
 
 
 def post(client, url: str, resources: list[dict], **kw) -> list[dict]:

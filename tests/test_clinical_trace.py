@@ -13,19 +13,15 @@ from fastapi.testclient import TestClient
 
 from cds_service import fixtures as fx
 from cds_service import offline
-from cds_service.app import create_app
 from cds_service.fixtures import DEFAULT_NOW
-from tests.conftest import make_settings, outcomes
+from tests.conftest import outcomes, serve
 
 UNKNOWN = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[TestClient]:
-    app = create_app(make_settings(tmp_path_factory.mktemp("trace")))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
-    with TestClient(app) as client:
-        yield client
+    yield from serve(tmp_path_factory.mktemp("trace"))
 
 
 def answer(api: TestClient, request: dict, profile: str = "article") -> tuple[list[str], dict[str, str]]:

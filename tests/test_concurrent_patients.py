@@ -7,8 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from cds_service import fixtures as fx
-from cds_service.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import make_app
 from tests.live_server import live_server
 
 # Each patient's chart makes a different outcome and names a different ferritin in the summary.
@@ -21,8 +20,7 @@ CHARTS = {
 
 
 def test_concurrent_requests_for_different_patients_never_mix(tmp_path):
-    app = create_app(make_settings(tmp_path))
-    app.state.runtime.clock = lambda: fx.DEFAULT_NOW
+    app = make_app(tmp_path)
     with live_server(app) as base, httpx.Client(base_url=base, timeout=30) as client:
 
         def ask(n: int) -> tuple[str, list[str], str]:

@@ -17,7 +17,7 @@ from cds_service.cli import app as cli
 from cds_service.engine import available_engines, choose_engine
 from cds_service.offline import EXAMPLES_DIR
 from cds_service.ruletests import load_cases
-from tests.conftest import make_settings, outcomes
+from tests.conftest import make_app, make_settings, outcomes
 
 DURABLE = "durable" in available_engines()
 
@@ -29,8 +29,7 @@ def test_durable_is_the_default_where_it_imports(client):
 
 
 def test_python_engine_is_chosen_by_setting(tmp_path):
-    app = create_app(make_settings(tmp_path, rule_engine="python"))
-    app.state.runtime.clock = lambda: fx.DEFAULT_NOW
+    app = make_app(tmp_path, rule_engine="python")
     with TestClient(app) as client:
         assert client.get("/healthz").json()["engine"] == "python"
         response = client.post("/cds-services/rls-iron-patient-view", json=fx.cds_request([fx.condition("rls"), fx.ferritin(32, days_ago=20), fx.tsat(15)]))

@@ -14,19 +14,16 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from cds_service import fixtures as fx
 from cds_service import pipeline
-from cds_service.app import create_app
-from cds_service.fixtures import DEFAULT_NOW
 from cds_service.limits import json_depth
 from cds_service.logging_setup import JsonFormatter
-from tests.conftest import make_settings, outcomes
+from tests.conftest import make_app, outcomes
 
 SERVICE = "/cds-services/rls-iron-patient-view"
 ORDER_SIGN = "/cds-services/rls-iron-order-sign"
 
 
 def build_client(tmp_path, **overrides: Any) -> TestClient:
-    app = create_app(make_settings(tmp_path, **overrides))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
+    app = make_app(tmp_path, **overrides)
     return TestClient(app)
 
 

@@ -21,9 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cds_service.fixtures as fx
-from cds_service.app import create_app
 from cds_service.fixtures import DEFAULT_NOW
-from tests.conftest import make_settings
+from tests.conftest import serve
 
 OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
 IRON_FAMILY = {"order-iron-studies", "start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate", "add-iron-to-dopamine-agonist"}
@@ -43,10 +42,7 @@ HOOKS = ["patient-view", "order-select", "order-sign"]
 
 @pytest.fixture(scope="module")
 def iclient(tmp_path_factory) -> Iterator[TestClient]:
-    app = create_app(make_settings(tmp_path_factory.mktemp("invariants")))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
-    with TestClient(app) as client:
-        yield client
+    yield from serve(tmp_path_factory.mktemp("invariants"))
 
 
 # --- chart generation -------------------------------------------------------------------------
@@ -613,32 +609,62 @@ def clean_charts(draw: Any) -> Clean:
     )
 
 
-def expected_article(c: Clean) -> set[str] | None:
-    """Section 3 read literally for the article profile; None where the spec leaves the answer open."""
+@dataclass
+class Reading:
+    """What both profiles' oracles read alike: current labs, therapy, and the answer so far."""
+
+    latest: tuple[int, float] | None
+    """(days ago, value) of the newest current ferritin."""
+    ferr: float | None
+    tsat: float | None
+    ida: bool
+    on_oral: bool
+    recent_iv: bool
+    high: bool
+    out: set[str]
+    settled: bool
+    """True when the safety rules and the missing-RLS / missing-ferritin cases already give `out`."""
+
+
+def read_chart(c: Clean, ferritin_low: float) -> Reading:
+    """Section 3a (safety) and the common start of section 3, read literally for a profile's ferritin_low."""
     current = [(d, v) for v, d in c.ferritins if 0 <= d <= 365]
     latest = min(current) if current else None  # (days ago, value): the newest
     ferr = latest[1] if latest else None
     tsat = c.tsat[0] if c.tsat and c.tsat[1] <= 90 else None
     hb = c.hb[0] if c.hb and c.hb[1] <= 90 else None
     threshold = 11.0 if c.pregnant else (13.0 if c.male else 12.0)
-    ida = c.ida or (hb is not None and hb < threshold and ferr is not None and ferr <= 50)
+    ida = c.ida or (hb is not None and hb < threshold and ferr is not None and ferr <= ferritin_low)
     on_oral = c.oral_days is not None
     recent_iv = c.iv_days is not None and c.iv_days <= 183
     high = (tsat is not None and tsat >= 45) or (ferr is not None and ferr > 300)
     overload = (on_oral or recent_iv) and (high or c.hemochromatosis)
-    out: set[str] = set()
+    reading = Reading(latest, ferr, tsat, ida, on_oral, recent_iv, high, set(), settled=True)
+    out = reading.out
     if overload:
         out.add("iron-overload-risk")
     if not c.rls:
-        return out | ({"screen-for-rls"} if ida else set())
+        out |= {"screen-for-rls"} if ida else set()
+        return reading
     if c.aggravating:
         out.add("review-aggravating-medication")
     if overload or c.hemochromatosis:
-        return out
+        return reading
     if c.pregnant:
         out.add("pregnancy-iron-needs")
     if ferr is None:
-        return out | {"order-iron-studies"}
+        out.add("order-iron-studies")
+        return reading
+    reading.settled = False
+    return reading
+
+
+def expected_article(c: Clean) -> set[str] | None:
+    """Section 3 read literally for the article profile; None where the spec leaves the answer open."""
+    r = read_chart(c, 50)
+    if r.settled:
+        return r.out
+    out, latest, ferr, ida, on_oral, recent_iv, high = r.out, r.latest, r.ferr, r.ida, r.on_oral, r.recent_iv, r.high
     low = ferr <= 50
     trial_done = on_oral and c.oral_days >= 28
     since_day_28 = on_oral and latest[0] <= c.oral_days - 28
@@ -692,30 +718,10 @@ def test_article_patient_view_matches_a_literal_reading_of_section_3(iclient: Te
 
 def expected_aasm(c: Clean) -> set[str] | None:
     """Sections 2-3 read literally for aasm-2024; None where the spec leaves the answer open."""
-    current = [(d, v) for v, d in c.ferritins if 0 <= d <= 365]
-    latest = min(current) if current else None
-    ferr = latest[1] if latest else None
-    tsat = c.tsat[0] if c.tsat and c.tsat[1] <= 90 else None
-    hb = c.hb[0] if c.hb and c.hb[1] <= 90 else None
-    threshold = 11.0 if c.pregnant else (13.0 if c.male else 12.0)
-    ida = c.ida or (hb is not None and hb < threshold and ferr is not None and ferr <= 75)
-    on_oral = c.oral_days is not None
-    recent_iv = c.iv_days is not None and c.iv_days <= 183
-    high = (tsat is not None and tsat >= 45) or (ferr is not None and ferr > 300)
-    overload = (on_oral or recent_iv) and (high or c.hemochromatosis)
-    out: set[str] = set()
-    if overload:
-        out.add("iron-overload-risk")
-    if not c.rls:
-        return out | ({"screen-for-rls"} if ida else set())
-    if c.aggravating:
-        out.add("review-aggravating-medication")
-    if overload or c.hemochromatosis:
-        return out
-    if c.pregnant:
-        out.add("pregnancy-iron-needs")
-    if ferr is None:
-        return out | {"order-iron-studies"}
+    r = read_chart(c, 75)
+    if r.settled:
+        return r.out
+    out, latest, ferr, tsat, ida, on_oral, recent_iv, high = r.out, r.latest, r.ferr, r.tsat, r.ida, r.on_oral, r.recent_iv, r.high
     if not (on_oral or recent_iv) and tsat is None:
         if c.dopamine_agonist and ferr <= 75:
             return None  # TSAT missing: is iron "indicated" for the dopamine-agonist card? The spec is silent

@@ -23,8 +23,7 @@ from fastapi.testclient import TestClient
 from cds_service import fixtures as fx
 from cds_service import pipeline
 from cds_service.app import create_app
-from cds_service.fixtures import DEFAULT_NOW
-from tests.conftest import make_settings
+from tests.conftest import make_app, make_settings
 from tests.phi_scan import CaptureHandler, leaks
 
 PATIENT_ID = "canary-pt-8812"
@@ -127,8 +126,7 @@ def assert_clean(handler: CaptureHandler, responses: list[Any]) -> None:
 
 
 def test_requests_good_and_bad_leave_no_patient_data_in_logs_or_error_bodies(tmp_path, capture):
-    app = create_app(make_settings(tmp_path, max_body_bytes=2_000_000, fhir_total_timeout=1.0, fhir_connect_timeout=0.5))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
+    app = make_app(tmp_path, max_body_bytes=2_000_000, fhir_total_timeout=1.0, fhir_connect_timeout=0.5)
     with TestClient(app) as client:
         responses = hostile_requests(client)
     statuses = {r.status_code for r in responses}

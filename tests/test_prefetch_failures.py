@@ -12,9 +12,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from cds_service import fixtures as fx
-from cds_service.app import create_app
 from cds_service.services import prefetch_templates
-from tests.conftest import make_settings, outcomes
+from tests.conftest import make_app, outcomes
 from tests.fhir_server import FhirTestServer, free_port
 
 SERVICE = "/cds-services/rls-iron-patient-view"
@@ -37,8 +36,7 @@ def fhir() -> Iterator[FhirTestServer]:
 
 
 def client_with(tmp_path: Path, **overrides: Any) -> TestClient:
-    app = create_app(make_settings(tmp_path, **{**FAST, **overrides}))
-    app.state.runtime.clock = lambda: fx.DEFAULT_NOW
+    app = make_app(tmp_path, **{**FAST, **overrides})
     return TestClient(app)
 
 

@@ -13,10 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service import fixtures as fx
-from cds_service.app import create_app
 from cds_service.services import prefetch_templates
 from fhir_mappings.valuesets import lab_loinc_codes
-from tests.conftest import make_settings, outcomes
+from tests.conftest import outcomes, serve
 from tests.fhir_server import FhirTestServer
 
 SERVICE = "/cds-services/rls-iron-patient-view"
@@ -35,10 +34,7 @@ SEARCH_TYPES = {
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """One app for the module (building one compiles the rules). Generous timeouts: nothing here
     should fail, even on a loaded machine; the failure tests use short ones."""
-    app = create_app(make_settings(tmp_path_factory.mktemp("prefetch-fetch"), fhir_read_timeout=5.0, fhir_total_timeout=10.0))
-    app.state.runtime.clock = lambda: fx.DEFAULT_NOW
-    with TestClient(app) as test_client:
-        yield test_client
+    yield from serve(tmp_path_factory.mktemp("prefetch-fetch"), fhir_read_timeout=5.0, fhir_total_timeout=10.0)
 
 
 @pytest.fixture

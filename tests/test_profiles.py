@@ -11,11 +11,10 @@ import yaml
 from fastapi.testclient import TestClient
 
 from cds_service import fixtures as fx
-from cds_service.app import create_app
 from cds_service.engine.ruleset import RULES_DIR
 from cds_service.fixtures import DEFAULT_NOW
 from cds_service.ruletests import load_cases, run_case
-from tests.conftest import make_settings, outcomes
+from tests.conftest import make_app, outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 AASM_SERVICES = {"rls-iron-aasm2024-patient-view", "rls-iron-aasm2024-order-select", "rls-iron-aasm2024-order-sign"}
@@ -23,8 +22,7 @@ ARTICLE_SERVICES = {"rls-iron-patient-view", "rls-iron-order-select", "rls-iron-
 
 
 def _client(tmp_path: Path, **settings: object) -> TestClient:
-    app = create_app(make_settings(tmp_path, **settings))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
+    app = make_app(tmp_path, **settings)
     return TestClient(app)
 
 

@@ -12,10 +12,8 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.app import create_app
-from cds_service.fixtures import DEFAULT_NOW
 from cds_service.ruletests import CaseResult, RuleCase, coverage, load_cases, run_case
-from tests.conftest import make_settings
+from tests.conftest import serve
 
 CASES = load_cases()
 RESULTS: dict[str, CaseResult] = {}
@@ -24,10 +22,7 @@ RESULTS: dict[str, CaseResult] = {}
 @pytest.fixture(scope="module")
 def rules_client(tmp_path_factory) -> Iterator[TestClient]:
     """One app for all cases (the clock is set per case by the runner)."""
-    app = create_app(make_settings(tmp_path_factory.mktemp("rule-cases")))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
-    with TestClient(app) as client:
-        yield client
+    yield from serve(tmp_path_factory.mktemp("rule-cases"))
 
 
 def _result(client: TestClient, case: RuleCase) -> CaseResult:

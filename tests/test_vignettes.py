@@ -15,9 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import cds_service.fixtures as fx
-from cds_service.app import create_app
 from cds_service.fixtures import DEFAULT_NOW
-from tests.conftest import make_settings
+from tests.conftest import serve
 
 OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
 IRON_FAMILY = {"order-iron-studies", "start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate", "add-iron-to-dopamine-agonist"}
@@ -43,10 +42,7 @@ class Vignette:
 @pytest.fixture(scope="module")
 def vclient(tmp_path_factory) -> Iterator[TestClient]:
     """One app for the module (start-up dominates), with the suite's fixed clock."""
-    app = create_app(make_settings(tmp_path_factory.mktemp("vignettes")))
-    app.state.runtime.clock = lambda: DEFAULT_NOW
-    with TestClient(app) as client:
-        yield client
+    yield from serve(tmp_path_factory.mktemp("vignettes"))
 
 
 def post(client: TestClient, prefix: str, resources: list[dict[str, Any]], hook: str = "patient-view", drafts: list[dict[str, Any]] | None = None, selections: list[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -8,17 +8,18 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, inspect, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds_service.audit import sqlite_bulk
 from cds_service.audit.models import decision_cards, decision_rules, decisions, feedback
 from cds_service.audit.records import DECISION, FEEDBACK
-from cds_service.audit import sqlite_bulk
 
 log = logging.getLogger("cds_service.audit")
 
@@ -160,9 +161,14 @@ class Store:
 
     def prepare(self, records: list[dict[str, Any]]) -> sqlite_bulk.Prepared:
         """The decision records of a batch as rows for `write` (pure Python, no database)."""
+        return sqlite_bulk.prepare((r for r in records if r.get("kind") == DECISION), self._stored_created_at)
+
+    @cached_property
+    def _stored_created_at(self) -> Callable[[dict[str, Any]], Any]:
+        """A record's `created_at` as this dialect stores it (SQLAlchemy's own converter)."""
         column_type = decisions.c.created_at.type.dialect_impl(self.engine.dialect)
         convert = column_type.bind_processor(self.engine.dialect) or (lambda value: value)
-        return sqlite_bulk.prepare((r for r in records if r.get("kind") == DECISION), lambda r: convert(_parse_time(r["created_at"])))
+        return lambda record: convert(_parse_time(record["created_at"]))
 
     def write(self, records: list[dict[str, Any]], prepared: sqlite_bulk.Prepared | None = None) -> None:
         """Write records in one transaction. Records already stored (same id) are skipped: retries are safe.

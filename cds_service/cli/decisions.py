@@ -94,20 +94,17 @@ def render_decision(console: Console, record: dict[str, Any]) -> None:
         for item in record["fired"]:
             fired.add_row(item["rule"], item["outcome"] + (f" ({item['reason']})" if item.get("reason") else ""), _facts_text(item.get("facts", {})))
         console.print(fired)
-    if detail.get("silent"):
-        silent = Table(title="Silent rules (first unmet condition)")
-        silent.add_column("rule")
-        silent.add_column("why")
-        for item in detail["silent"]:
-            silent.add_row(item["rule"], item["why"])
-        console.print(silent)
-    if detail.get("excluded"):
-        excluded = Table(title="Excluded resources")
-        excluded.add_column("resource")
-        excluded.add_column("reason")
-        for item in detail["excluded"]:
-            excluded.add_row(item["resource"], item["reason"])
-        console.print(excluded)
+    for key, title, columns in (
+        ("silent", "Silent rules (first unmet condition)", ("rule", "why")),
+        ("excluded", "Excluded resources", ("resource", "reason")),
+    ):
+        if detail.get(key):
+            table = Table(title=title)
+            for column in columns:
+                table.add_column(column)
+            for item in detail[key]:
+                table.add_row(*(item[column] for column in columns))
+            console.print(table)
     for label in ("unknown", "notes"):
         if detail.get(label):
             console.print(f"[bold]{label}[/bold]: " + "; ".join(detail[label]))
