@@ -8,8 +8,8 @@ import uuid
 from fastapi import APIRouter, Depends, Request, Response
 
 from cds_service import metrics, pipeline, prefetch
-from cds_service.cards import card_documents
 from cds_service.auth import verify_caller
+from cds_service.cards import card_documents
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.fastjson import OrjsonResponse, OrjsonRoute
 from cds_service.logging_setup import bind

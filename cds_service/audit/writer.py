@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from cds_service import metrics
 from cds_service.audit.records import decision_record, failure_record, feedback_records, now_utc
 from cds_service.audit.spill import SpillFile, default_spill_dir, sqlite_path
+from cds_service.audit.sqlite_bulk import Prepared
 from cds_service.audit.store import Store
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ class DecisionLog:
     flush_timeout = 10.0
     unhealthy_fill = 0.9
     gather_batch = 100
+    """An embedded database's writer waits (up to `linger`) for this many records before writing."""
     prepare_slice = 20
     """Records turned into SQLite rows between two yields to the event loop (see `_prepare`)."""
-    """An embedded database's writer waits (up to `linger`) for this many records before writing."""
     linger = 0.1
     """Seconds a smaller embedded batch may wait for more records before it is written."""
 
@@ -259,11 +260,11 @@ class DecisionLog:
         self._publish()
         return True
 
-    async def _prepare(self, batch: list[dict[str, Any]]) -> Any:
+    async def _prepare(self, batch: list[dict[str, Any]]) -> Prepared | None:
         """SQLite rows for the batch, built on the loop `prepare_slice` records at a time with a
         yield between: Python work done on the writer's thread would hold the GIL against the loop."""
         assert self.store is not None
-        prepared = self.store.prepare([])
+        prepared = Prepared()
         for start in range(0, len(batch), self.prepare_slice):
             try:
                 prepared.extend(self.store.prepare(batch[start : start + self.prepare_slice]))
@@ -272,7 +273,7 @@ class DecisionLog:
             await asyncio.sleep(0)
         return prepared
 
-    def _write_batch(self, batch: list[dict[str, Any]], prepared: Any = None) -> None:
+    def _write_batch(self, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> None:
         """On a worker thread. Raises while the database is unreachable; isolates records it refuses."""
         assert self.store is not None
         self.store.ensure_ready()
