@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, Mapping
@@ -22,6 +21,7 @@ from cds_service import suggestions as fhir
 from cds_service.card_texts import CardTexts, OutcomeTexts, applicable, fill, load_card_texts
 from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
+from cds_service.ids import new_id
 from cds_service.models import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
 from fhir_mappings.facts import FactSet
 from fhir_mappings.datafiles import read_yaml
@@ -60,8 +60,8 @@ def with_new_uuids(cards: Iterable[Card]) -> list[Card]:
     return [
         card.model_copy(
             update={
-                "uuid": str(uuid.uuid4()),
-                "suggestions": [s.model_copy(update={"uuid": str(uuid.uuid4())}) for s in card.suggestions]
+                "uuid": new_id(),
+                "suggestions": [s.model_copy(update={"uuid": new_id()}) for s in card.suggestions]
                 if card.suggestions
                 else card.suggestions,
             }
@@ -269,7 +269,7 @@ class CardBuilder:
         indicator = max((f.rule.indicator or default_indicator for f in self.fired), key=SEVERITY.__getitem__)
         suggestions = self.suggestions()
         card = Card(
-            uuid=str(uuid.uuid4()),
+            uuid=new_id(),
             summary=self.summary(display),
             detail=self.detail(),
             indicator=indicator,
@@ -425,14 +425,14 @@ class CardBuilder:
                 resource=fhir.ferritin_recheck_request(pid, *self.recheck, note=self._note()),
             ),
         ]
-        return [Suggestion(label=self._label("oral_iron"), uuid=str(uuid.uuid4()), isRecommended=True, actions=actions)]
+        return [Suggestion(label=self._label("oral_iron"), uuid=new_id(), isRecommended=True, actions=actions)]
 
     def _suggest_recheck(self) -> list[Suggestion]:
         if self.recheck is None:
             return []
         resource = fhir.ferritin_recheck_request(self.patient_id or "", *self.recheck, note=self._note())
         action = Action(type="create", description=f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}", resource=resource)
-        return [Suggestion(label=self._label("recheck"), uuid=str(uuid.uuid4()), isRecommended=True, actions=[action])]
+        return [Suggestion(label=self._label("recheck"), uuid=new_id(), isRecommended=True, actions=[action])]
 
     def _suggest_iron_studies(self) -> list[Suggestion]:
         pid, note = self.patient_id or "", self._note()
@@ -440,7 +440,7 @@ class CardBuilder:
             Action(type="create", description="Order serum ferritin (LOINC 2276-4)", resource=fhir.ferritin_request(pid, note)),
             Action(type="create", description="Order iron panel with transferrin saturation (LOINC 50190-5)", resource=fhir.iron_panel_request(pid, note)),
         ]
-        return [Suggestion(label=self._label("iron_studies"), uuid=str(uuid.uuid4()), isRecommended=True, actions=actions)]
+        return [Suggestion(label=self._label("iron_studies"), uuid=new_id(), isRecommended=True, actions=actions)]
 
     def _suggest_referral(self) -> list[Suggestion]:
         if self.facts.allergies.iv_iron_allergy or self.facts.conditions.pregnancy:
@@ -448,7 +448,7 @@ class CardBuilder:
         reasons = [f"({f.rule.reason}) {f.rule.reason_text}" for f in self.fired if f.rule.reason and f.rule.reason_text]
         resource = fhir.iv_iron_referral(self.patient_id or "", self.values["preferred_iv_product"] or "IV iron", reasons)
         action = Action(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)
-        return [Suggestion(label=self._label("referral"), uuid=str(uuid.uuid4()), isRecommended=True, actions=[action])]
+        return [Suggestion(label=self._label("referral"), uuid=new_id(), isRecommended=True, actions=[action])]
 
     def _suggest_stop(self) -> list[Suggestion]:
         """A delete per active iron MedicationRequest from the EHR's data; drafts are never listed there."""
@@ -458,7 +458,7 @@ class CardBuilder:
                 continue
             ref = request_id if request_id.startswith("MedicationRequest/") else f"MedicationRequest/{request_id}"
             action = Action(type="delete", description=f"Stop the active iron order {ref}", resourceId=ref)
-            out.append(Suggestion(label=self._label("stop", request_id=ref), uuid=str(uuid.uuid4()), actions=[action]))
+            out.append(Suggestion(label=self._label("stop", request_id=ref), uuid=new_id(), actions=[action]))
         return out
 
 

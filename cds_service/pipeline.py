@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from cds_service.cards import build_cards, with_new_uuids
 from cds_service.engine import EngineError, EngineResult, RuleEngine
 from cds_service.errors import BadRequest, EngineUnavailable
+from cds_service.ids import new_id
 from cds_service.models import Card, CDSRequest
 from cds_service.prefetch import PrefetchData, draft_orders
 from cds_service.reuse import Decided, ReuseCache, reuse_key
@@ -109,7 +109,7 @@ def evaluate(
         if key:
             cache.put(key, decided)
     return Evaluation(
-        decision_id=str(uuid.uuid4()),
+        decision_id=new_id(),
         service=service,
         request=request,
         now=now,

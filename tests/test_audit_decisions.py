@@ -5,6 +5,7 @@ Through the HTTP API with realistic FHIR, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import uuid
 
 from cds_service import fixtures as fx
 from cds_service.audit.pseudonym import patient_key
@@ -116,6 +117,24 @@ def test_every_invocation_gets_its_own_record(tmp_path, db_url):
         ids = [client.post(SERVICE, json=fx.cds_request(LOW_FERRITIN)).json()["extension"]["decision-id"] for _ in range(5)]
     assert len(set(ids)) == 5
     assert sorted(r["id"] for r in rows(db_url, "decisions")) == sorted(ids)
+
+
+def test_minted_ids_are_time_ordered_uuid7(tmp_path, db_url):
+    """Decision ids and card and suggestion uuids are UUIDv7 (cds_service.ids): unique, and each
+    answer's sort after the previous answer's, so the log's indexes on them grow at one end."""
+    chart = [fx.condition("rls"), fx.ferritin(31.7, days_ago=20), fx.medication_request("sertraline")]
+    with running(tmp_path, db_url) as client:
+        answers = [client.post(SERVICE, json=fx.cds_request(chart)).json() for _ in range(5)]
+    decision_ids = [a["extension"]["decision-id"] for a in answers]
+    card_uuids = [c["uuid"] for a in answers for c in a["cards"]]
+    suggestion_uuids = [s["uuid"] for a in answers for c in a["cards"] for s in c.get("suggestions") or []]
+    minted = decision_ids + card_uuids + suggestion_uuids
+    assert len(card_uuids) == 10 and suggestion_uuids
+    assert len(set(minted)) == len(minted)
+    assert {uuid.UUID(x).version for x in minted} == {7}
+    assert decision_ids == sorted(decision_ids)
+    assert [a["cards"][0]["uuid"] for a in answers] == sorted(a["cards"][0]["uuid"] for a in answers)
+    assert sorted(r["card_uuid"] for r in rows(db_url, "decision_cards")) == sorted(card_uuids)
 
 
 def test_feedback_is_linked_to_the_decision_that_returned_the_card(tmp_path, db_url):

@@ -7,12 +7,12 @@ record carries its own id, which makes writing it twice harmless (retries, spill
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from cds_service.audit.banding import rule_fact_values
 from cds_service.audit.pseudonym import patient_key, redact_reference, redact_text
+from cds_service.ids import new_id
 
 if TYPE_CHECKING:
     from cds_service.models import Feedback
@@ -175,7 +175,7 @@ def feedback_records(service_id: str, feedback: "Feedback", settings: "Settings"
         records.append(
             {
                 "kind": FEEDBACK,
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "received_at": received_at.isoformat(),
                 "service_id": clip(service_id, 128),
                 "card_uuid": clip(item.card, 128),
