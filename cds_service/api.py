@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import time
-import uuid
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from cds_service import metrics, pipeline, prefetch
 from cds_service.auth import verify_caller
 from cds_service.cards import card_documents
 from cds_service.errors import BadRequest, CDSError, UnknownService
-from cds_service.fastjson import OrjsonResponse, OrjsonRoute
+from cds_service.fastjson import OrjsonResponse, body_schema, read_body
+from cds_service.ids import new_id
 from cds_service.logging_setup import bind
 from cds_service.models import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback
 from cds_service.runtime import Runtime
 from cds_service.services import Service
 
-router = APIRouter(tags=["CDS Hooks"], route_class=OrjsonRoute)
+router = APIRouter(tags=["CDS Hooks"])
+BODY_MODELS = [CDSRequest, Feedback]
+"""Request bodies the routes read themselves (fastjson.read_body); app.py adds their schemas."""
 ERRORS = {
     400: {"model": ErrorBody, "description": "not a valid CDS Hooks request for this service"},
     401: {"model": ErrorBody, "description": "the bearer JWT is missing or not acceptable"},
@@ -51,10 +53,12 @@ async def discovery(request: Request) -> Discovery:
     response_model=CDSResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    dependencies=[Depends(verify_caller)],
+    openapi_extra=body_schema(CDSRequest),
 )
-async def invoke(service_id: str, body: CDSRequest, request: Request) -> Response:
+async def invoke(service_id: str, request: Request) -> Response:
     """Invoke a service: answers `{"cards": [...]}`, with the decision id in `extension`."""
+    await verify_caller(request)
+    body = await read_body(request, CDSRequest)
     started = time.perf_counter()
     runtime = runtime_of(request)
     service = service_of(runtime, service_id)
@@ -74,7 +78,7 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
         )
     except CDSError as exc:
         metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()
-        failure_id = str(uuid.uuid4())
+        failure_id = new_id()
         bind(decision_id=failure_id, error=exc.code)
         runtime.decision_log.record_failure(
             decision_id=failure_id,
@@ -106,10 +110,12 @@ async def invoke(service_id: str, body: CDSRequest, request: Request) -> Respons
 @router.post(
     "/cds-services/{service_id}/feedback",
     responses={k: v for k, v in ERRORS.items() if k in (400, 401, 404, 413)},
-    dependencies=[Depends(verify_caller)],
+    openapi_extra=body_schema(Feedback),
 )
-async def feedback(service_id: str, body: Feedback, request: Request) -> dict[str, int]:
+async def feedback(service_id: str, request: Request) -> dict[str, int]:
     """CDS Hooks feedback on cards this service returned: stored and linked to its decision."""
+    await verify_caller(request)
+    body = await read_body(request, Feedback)
     runtime = runtime_of(request)
     service_of(runtime, service_id)
     runtime.decision_log.record_feedback(service_id, body)

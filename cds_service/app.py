@@ -17,10 +17,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
 from cds_service.access import AccessLog, CatchAll
-from cds_service.api import router
+from cds_service.api import BODY_MODELS, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
 from cds_service.routes import catalog, ops, ui
 from cds_service.errors import CDSError, Unauthorized
+from cds_service.fastjson import component_schemas
 from cds_service.fhir_client import close_shared
 from cds_service.limits import BodySizeLimit, JsonLimits, SecurityHeaders
 from cds_service.logging_setup import configure_logging
@@ -132,6 +133,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, body in component_schemas(BODY_MODELS).items():
+        components.setdefault(name, body)
     error_ref = {"$ref": "#/components/schemas/ErrorBody"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():

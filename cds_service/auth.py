@@ -267,7 +267,7 @@ class AuthGate:
 
 
 async def verify_caller(request: Request) -> None:
-    """FastAPI dependency on every CDS call and feedback: raises Unauthorized when not acceptable.
+    """Called first by every CDS call and feedback route: raises Unauthorized when not acceptable.
 
     AuthGate has normally verified the token already (its claims are in the scope); verifying
     here too keeps every route protected even if the middleware were left out.

@@ -1,41 +1,75 @@
-"""orjson at the HTTP boundary: parse request bodies and write CDS answers without the stdlib json.
+"""orjson at the HTTP boundary: CDS request bodies read and validated here, answers written here.
 
-Parsing a large chart with the standard library costs milliseconds; orjson is several times
-faster. FastAPI's documented extension point (a custom Request and APIRoute class) keeps the
-routes, their pydantic models and the OpenAPI document unchanged.
+The two CDS Hooks POST routes read their body with `read_body` instead of declaring a body
+parameter. FastAPI's generic body dependency cost about 30 us a call on a 10 KB request (a tenth
+of the service's whole in-process time on the typical request): content-type parsing through
+`email.message`, dependency resolution and a second pass over the parsed document. `read_body`
+keeps FastAPI's own contract: JSON only under a JSON media type, the same errors raised as
+`RequestValidationError` (answered as 400 `invalid-request` by the app), locations prefixed with
+`body`, and no input values echoed back. `body_schema` gives the route its OpenAPI request body,
+as FastAPI documents for routes that read their own body (`openapi_extra`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Coroutine
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
-
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 
 PARSED_KEY = "cds.parsed_json"
+"""Scope key where limits.JsonLimits leaves the body it has already parsed."""
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 _UNPARSED = object()
+COMPONENTS = "#/components/schemas/{model}"
 
 
-class OrjsonRequest(Request):
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            parsed = self.scope.get(PARSED_KEY, _UNPARSED)  # already parsed by limits.JsonLimits
-            self._json = orjson.loads(await self.body()) if parsed is _UNPARSED else parsed
-        return self._json
+def is_json(content_type: str | None) -> bool:
+    """application/json or application/<anything>+json, parameters ignored (FastAPI's rule)."""
+    if not content_type:
+        return False
+    maintype, _, subtype = content_type.partition(";")[0].strip().lower().partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-class OrjsonRoute(APIRoute):
-    """Routes whose request bodies are parsed by orjson (malformed JSON still becomes a 400)."""
+async def read_body(request: Request, model: type[ModelT]) -> ModelT:
+    """The request body validated as `model`; RequestValidationError when it is not one."""
+    if not is_json(request.headers.get("content-type")):
+        raise RequestValidationError([_error((), "model_attributes_type", "Input should be a valid dictionary or object to extract fields from")])
+    document = request.scope.get(PARSED_KEY, _UNPARSED)
+    if document is _UNPARSED:
+        raw = await request.body()
+        if not raw:
+            raise RequestValidationError([_error((), "missing", "Field required")])
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RequestValidationError([_error((exc.pos,), "json_invalid", "JSON decode error")]) from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise RequestValidationError([_error(e["loc"], e["type"], e["msg"]) for e in errors]) from None
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
 
-        async def orjson_handler(request: Request) -> Response:
-            return await handler(OrjsonRequest(request.scope, request.receive))
+def _error(loc: tuple[Any, ...], kind: str, msg: str) -> dict[str, Any]:
+    return {"loc": ("body", *loc), "type": kind, "msg": msg}
 
-        return orjson_handler
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` of a route that reads `model` with `read_body` (see `component_schemas`)."""
+    schema = {"$ref": COMPONENTS.format(model=model.__name__)}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def component_schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
+    """OpenAPI component schemas of these request models and every model they use."""
+    _, top = models_json_schema([(m, "validation") for m in models], ref_template=COMPONENTS)
+    return top.get("$defs", {})
 
 
 class OrjsonResponse(Response):

@@ -1,0 +1,122 @@
+"""The CDS routes read their own bodies (cds_service.fastjson): FastAPI's body contract, kept.
+
+JSON is read only under a JSON media type; every way a body can be wrong is a 400
+`invalid-request` naming where (`body`, then the field or the byte offset) without echoing a
+value; the OpenAPI document still describes both bodies and every schema it references exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service import fixtures as fx
+from tests.conftest import outcomes, serve
+
+SERVICE = "/cds-services/rls-iron-patient-view"
+FEEDBACK = SERVICE + "/feedback"
+PATIENT_NAME = "Zebulon Quimbleworth"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory) -> Iterator[TestClient]:
+    yield from serve(tmp_path_factory.mktemp("body"))
+
+
+def chart() -> dict[str, Any]:
+    return fx.cds_request([fx.condition("rls"), fx.ferritin(32, days_ago=20)])
+
+
+def post(client: TestClient, path: str, body: bytes, content_type: str | None = "application/json") -> Any:
+    headers = {"Content-Type": content_type} if content_type else {}
+    return client.post(path, content=body, headers=headers)
+
+
+def invalid(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid-request"
+    return response.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "application/fhir+json", "Application/JSON"])
+def test_json_media_types_are_read(client, content_type):
+    assert outcomes(post(client, SERVICE, json.dumps(chart()).encode(), content_type)) == ["start-oral-iron"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"])
+def test_other_media_types_are_refused_without_reading_the_json(client, content_type):
+    detail = invalid(post(client, SERVICE, json.dumps(chart()).encode(), content_type))
+    assert detail == [{"loc": ["body"], "msg": "Input should be a valid dictionary or object to extract fields from", "type": "model_attributes_type"}]
+
+
+def test_malformed_json_names_the_byte_where_it_breaks(client):
+    raw = json.dumps(chart()).encode()
+    detail = invalid(post(client, SERVICE, raw[:-40]))
+    assert detail[0]["type"] == "json_invalid" and detail[0]["loc"][0] == "body"
+    assert 0 < detail[0]["loc"][1] <= len(raw) - 40
+
+
+def test_an_empty_body_is_missing(client):
+    assert invalid(post(client, SERVICE, b""))[0] == {"loc": ["body"], "msg": "Field required", "type": "missing"}
+
+
+@pytest.mark.parametrize("body", [b"[1]", b"null", b'"text"', b"42"])
+def test_a_body_that_is_not_an_object_is_refused(client, body):
+    assert [e["loc"] for e in invalid(post(client, SERVICE, body))] == [["body"]]
+
+
+def test_field_errors_are_located_and_never_echo_values(client):
+    request = chart()
+    request["hook"] = 5
+    request["context"]["patientId"] = {"name": PATIENT_NAME}
+    del request["hookInstance"]
+    response = post(client, SERVICE, json.dumps(request).encode())
+    locations = {tuple(e["loc"]) for e in invalid(response)}
+    assert locations == {("body", "hook"), ("body", "hookInstance"), ("body", "context", "patientId")}
+    assert PATIENT_NAME not in response.text
+
+
+def test_model_rules_still_apply(client):
+    request = fx.cds_request([fx.condition("rls")], hook="order-sign", drafts=[])
+    del request["context"]["draftOrders"]
+    detail = invalid(post(client, "/cds-services/rls-iron-order-sign", json.dumps(request).encode()))
+    assert "draftOrders" in detail[0]["msg"]
+
+
+def test_feedback_body_is_read_the_same_way(client):
+    assert invalid(post(client, FEEDBACK, b"{"))[0]["type"] == "json_invalid"
+    assert invalid(post(client, FEEDBACK, b"{}", "text/plain"))[0]["type"] == "model_attributes_type"
+    assert [e["loc"] for e in invalid(post(client, FEEDBACK, b'{"feedback": []}'))] == [["body", "feedback"]]
+    item = {"card": "c-1", "outcome": "accepted", "outcomeTimestamp": "2026-11-26T10:00:00Z"}
+    answer = post(client, FEEDBACK, json.dumps({"feedback": [item]}).encode())
+    assert answer.status_code == 200 and answer.json() == {"received": 1}
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_openapi_describes_both_bodies_and_resolves_every_reference(client):
+    document = client.get("/openapi.json").json()
+    bodies = {
+        path: document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        for path in ("/cds-services/{service_id}", "/cds-services/{service_id}/feedback")
+    }
+    assert bodies == {
+        "/cds-services/{service_id}": "#/components/schemas/CDSRequest",
+        "/cds-services/{service_id}/feedback": "#/components/schemas/Feedback",
+    }
+    schemas = document["components"]["schemas"]
+    assert {"hook", "hookInstance", "context"} <= set(schemas["CDSRequest"]["required"])
+    for ref in set(_refs(document)):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
