@@ -36,6 +36,8 @@ def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None =
 
 
 HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
+GC_THRESHOLDS = (50_000, 20, 20)
+"""Collector thresholds while serving (youngest generation first; see lifespan)."""
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -61,6 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Rules, value sets, models and caches built at start-up live for the whole process:
         # moving them out of the collector's reach keeps full collections (pauses) short.
         gc.freeze()
+        # A request allocates a few thousand containers (the parsed chart, models, the decision
+        # record), nearly all freed by reference counting when it ends. At the default threshold
+        # (700) the youngest generation was collected several times per request, and decision
+        # records waiting for the writer were promoted and rescanned: `make bench` measured a
+        # lower p99 (2.3x to 2.0x the baseline's) and a little more throughput at 50,000.
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:
