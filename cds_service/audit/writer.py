@@ -72,6 +72,8 @@ class DecisionLog:
         self._task: asyncio.Task[None] | None = None
         self._replay_left = 0
         self._replay_files: list[Path] = []
+        # Read when /metrics is scraped rather than set on every record (a lock per answer).
+        metrics.DECISION_LOG_BACKLOG.set_function(lambda: len(self.queue))
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -99,7 +101,6 @@ class DecisionLog:
             self.db_ok = False
             metrics.DECISION_LOG_FAILURES.inc()
             log.warning("decision-log database unavailable at start-up; records are queued and retried (%s)", type(exc).__name__)
-        self._publish()
         self._task = asyncio.create_task(self._run(), name="decision-log-writer")
 
     async def stop(self) -> None:
@@ -123,7 +124,6 @@ class DecisionLog:
                 log.warning("decision-log records spilled to file for replay at next start", extra={"records": len(remaining), "file": str(self.spill.path)})
             except OSError as exc:
                 log.error("decision-log records could not be spilled and are lost (%s)", type(exc).__name__, extra={"records": len(remaining)})
-        self._publish()
         if self.store is not None:
             self.store.dispose()
 
@@ -177,7 +177,6 @@ class DecisionLog:
                 metrics.DECISION_LOG_FAILURES.inc()
                 log.error("decision-log queue full and spill failed; records lost (%s)", type(exc).__name__, extra={"records": len(overflow)})
         self.queue.extend(records)
-        self._publish()
         self._notify()
 
     def _notify(self) -> None:
@@ -191,9 +190,6 @@ class DecisionLog:
             self._wake.set()
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
-
-    def _publish(self) -> None:
-        metrics.DECISION_LOG_BACKLOG.set(len(self.queue))
 
     # ---- the writer ---------------------------------------------------------------------------
 
@@ -257,7 +253,6 @@ class DecisionLog:
             if not self._replay_left:
                 self.spill.remove(self._replay_files)
                 self._replay_files = []
-        self._publish()
         return True
 
     async def _prepare(self, batch: list[dict[str, Any]]) -> Prepared | None:
