@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from cds_service import fixtures as fx
 from prometheus_client import REGISTRY
 
+from cds_service import fixtures as fx
 from cds_service import metrics
 from tests.conftest import outcomes
 from tests.test_audit_support import SERVICE, db_url, decision_log, feedback_body, outage, rows, running, wait_until  # noqa: F401
