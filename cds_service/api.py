@@ -66,12 +66,11 @@ async def invoke(service_id: str, request: Request) -> Response:
         sent = body.hook if body.hook in HOOKS else "another hook"  # never echo arbitrary input
         raise BadRequest(f"service {service_id} answers hook {service.hook}, not {sent}")
     try:
-        data = await prefetch.gather(body, runtime)
-        evaluation = pipeline.evaluate(
+        evaluation = await pipeline.answer(
             body,
             service,
             runtime.engines[service.profile],
-            data,
+            lambda: prefetch.gather(body, runtime),
             now=runtime.clock(),
             base_url=runtime.public_base(request),
             cache=runtime.reuse,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+import functools
+from typing import Any, Awaitable, Callable, Iterable
 
 from cds_service.cards import build_cards, with_new_uuids
 from cds_service.engine import EngineError, EngineResult, RuleEngine
@@ -14,7 +15,7 @@ from cds_service.ids import new_id
 from cds_service.models import Card, CDSRequest
 from cds_service.prefetch import PrefetchData, draft_orders
 from cds_service.reuse import Decided, ReuseCache, reuse_key
-from cds_service.services import Service
+from cds_service.services import Service, prefetch_templates
 from fhir_mappings import FactSet, MappingInput, build_facts
 from fhir_mappings.build import utc_today
 from fhir_mappings.errors import MappingInputError
@@ -77,37 +78,65 @@ def evaluate(
     data: PrefetchData,
     now: datetime | None = None,
     base_url: str = "",
-    cache: ReuseCache | None = None,
 ) -> Evaluation:
-    """Run the pipeline on data already gathered. Synchronous: the engine runs on the caller's thread.
-
-    With a `cache`, an invocation identical to one already decided (same data, day, rules and
-    engine; see cds_service.reuse) reuses its facts, rule answer and card content.
-    """
+    """Run the pipeline on data already gathered (the offline CLI and the test page).
+    Synchronous: the engine runs on the caller's thread."""
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
-    drafts = draft_orders(request)
+    decided = _decide(request, service, engine, data, draft_orders(request), now, base_url)
+    return _evaluation(request, service, decided, started=started, now=now, fetched=data.fetched_keys)
+
+
+async def answer(
+    request: CDSRequest,
+    service: Service,
+    engine: RuleEngine,
+    gather: Callable[[], Awaitable[PrefetchData]],
+    *,
+    now: datetime,
+    base_url: str,
+    cache: ReuseCache,
+) -> Evaluation:
+    """One invocation: its data (`gather`), then facts, rules and cards, unless an identical
+    invocation was decided already (see cds_service.reuse) and its decision can be reused.
+
+    Only an invocation with every prefetch key present is looked up: its inputs are then all in
+    the request. One that needs a fetch from the FHIR server is always evaluated.
+    """
     key = b""
-    if cache is not None and cache.enabled:
+    if cache.enabled and request.prefetch is not None and _template_keys().issubset(request.prefetch):
         key = reuse_key(
-            service_id=service.id,
-            ruleset_version=service.ruleset.version,
-            engine=engine.name,
-            hook=request.hook,
-            patient_id=request.context.patientId,
-            day=utc_today(now),
-            base_url=base_url,
-            resources=data.resources,
-            draft_orders=drafts,
-            full_urls=data.full_urls,
-            unknown_keys=frozenset(data.unknown_keys),
+            request, service_id=service.id, ruleset_version=service.ruleset.version, engine=engine.name, day=utc_today(now), base_url=base_url
         )
     decided = cache.get(key) if key else None
-    reused = decided is not None
-    if decided is None:
-        decided = _decide(request, service, engine, data, drafts, now, base_url)
-        if key:
-            cache.put(key, decided)
+    if decided is not None:
+        return _evaluation(request, service, decided, started=time.perf_counter(), now=now, fetched=(), reused=True)
+    data = await gather()
+    started = time.perf_counter()  # the pipeline's own time, as for `evaluate`: fetching is not in it
+    decided = _decide(request, service, engine, data, draft_orders(request), now, base_url)
+    if key:
+        cache.put(key, decided)
+    return _evaluation(request, service, decided, started=started, now=now, fetched=data.fetched_keys, kept=bool(key))
+
+
+@functools.cache
+def _template_keys() -> frozenset[str]:
+    return frozenset(prefetch_templates())
+
+
+def _evaluation(
+    request: CDSRequest,
+    service: Service,
+    decided: Decided,
+    *,
+    started: float,
+    now: datetime,
+    fetched: Iterable[str],
+    reused: bool = False,
+    kept: bool = False,
+) -> Evaluation:
+    """The Evaluation of one invocation. Cards of a decision kept for reuse are never handed
+    out: each answer gets copies with its own uuids."""
     return Evaluation(
         decision_id=new_id(),
         service=service,
@@ -115,10 +144,9 @@ def evaluate(
         now=now,
         facts=decided.facts,
         result=decided.result,
-        # Cards kept for reuse are never handed out: each answer gets copies with its own uuids.
-        cards=with_new_uuids(decided.cards) if key else list(decided.cards),
+        cards=with_new_uuids(decided.cards) if reused or kept else list(decided.cards),
         duration_ms=(time.perf_counter() - started) * 1000,
-        extra={"fetched_keys": sorted(data.fetched_keys), "reused": reused},
+        extra={"fetched_keys": sorted(fetched), "reused": reused},
         views=decided.views,
     )
 

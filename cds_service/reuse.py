@@ -7,10 +7,13 @@ of the facts, so the facts, the rule answer and the cards' content of an identic
 can be reused instead of recomputed. What stays per invocation: a new decision id, new card and
 suggestion uuids, the decision record (it says the evaluation was reused) and the metrics.
 
-The key is a SHA-256 digest of everything the evaluation reads: service, rule-set version and
-engine, hook, patient id, the UTC day, the link base, the resources in the order received, the
-draft orders, the fullUrls and the keys whose data is unknown. Any difference (one more
-resource, another order of resources, another patient, the next day) is another key. The
+The key is a SHA-256 digest of the invocation as received, taken before any resource is read:
+service, rule-set version and engine, the UTC day, the link base, and the whole request except
+`hookInstance` and `fhirAuthorization` (hook, fhirServer, context with patient and draft
+orders, the whole prefetch in its order). Only an invocation whose prefetch has every key is
+looked up: one that needs a fetch from the FHIR server is always evaluated. Any difference (one
+more resource, another order of resources, another patient, the next day) is another key. A
+hit skips reading the prefetch as well as mapping, rules and cards. The
 cache is bounded (least recently used out) and lives in the process's memory only;
 `CDS_REUSE_CACHE_SIZE=0` turns it off.
 """
@@ -22,12 +25,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from cds_service.engine import EngineResult
-from cds_service.models import Card
+from cds_service.models import Card, CDSRequest
 from fhir_mappings import FactSet
 
 
@@ -44,38 +48,45 @@ class Decided:
 
 
 def reuse_key(
+    request: CDSRequest,
     *,
     service_id: str,
     ruleset_version: str,
     engine: str,
-    hook: str,
-    patient_id: str,
     day: date,
     base_url: str,
-    resources: Sequence[Any],
-    draft_orders: Sequence[Any],
-    full_urls: Mapping[str, str],
-    unknown_keys: frozenset[str],
 ) -> bytes:
-    """A digest of every input of the evaluation; equal digests mean equal inputs."""
+    """A digest of the invocation as received, without what changes on every call of a chart.
+
+    Left out: `hookInstance` (new for every call) and `fhirAuthorization` (the EHR's access
+    token). Everything else is in it: hook, `fhirServer`, the whole context (patient, draft
+    orders, selections and any other field) and the whole `prefetch` as received, in its order.
+    Callers use it only when every prefetch key is present, so nothing would be fetched: the
+    evaluation's inputs are then all in the request. Equal digests mean equal inputs.
+    """
     document = (
         service_id,
         ruleset_version,
         engine,
-        hook,
-        patient_id,
         day.isoformat(),
         base_url,
-        sorted(unknown_keys),
-        full_urls,
-        draft_orders,
-        resources,
+        request.hook,
+        request.fhirServer,
+        request.context,
+        request.prefetch,
+        request.model_extra,
     )
     try:
-        encoded = orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
+        encoded = orjson.dumps(document, default=_plain, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
-        return b""  # not plain JSON (never from HTTP): not reusable
+        return b""  # not plain JSON (never from HTTP) or nested beyond orjson's limit: not reusable
     return hashlib.sha256(encoded).digest()  # SHA-NI: half the cost of BLAKE2b here
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {**value.__dict__, **(value.model_extra or {})}
+    raise TypeError
 
 
 class ReuseCache:

@@ -2,8 +2,9 @@
 
 An identical chart sent again the same day gets the same cards with new uuids, a new decision
 id and a decision record that says the evaluation was reused; anything that could change the
-answer (patient, day, one resource, resource order, draft orders, the rules' engine) is a new
-evaluation. Turned off with CDS_REUSE_CACHE_SIZE=0.
+answer (patient, day, one resource, resource order, draft orders, any other context field, the
+rules' engine) is a new evaluation, and so is every invocation that needs data fetched from the
+FHIR server. Turned off with CDS_REUSE_CACHE_SIZE=0.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import copy
 from datetime import timedelta
 
 from cds_service import fixtures as fx
+from cds_service import prefetch
 from cds_service.reuse import Decided, ReuseCache
 from tests.conftest import outcomes
+from tests.fhir_server import FhirTestServer
 from tests.test_audit_support import SERVICE, rows, running
 
 CHART = [fx.patient(), fx.condition("rls"), fx.ferritin(31.7, days_ago=20), fx.hemoglobin(13.1, days_ago=20)]
@@ -71,6 +74,49 @@ def test_anything_that_can_change_the_answer_is_evaluated_again(tmp_path):
         runtime.clock = lambda: fx.DEFAULT_NOW + timedelta(days=1)
         assert outcomes(client.post(SERVICE, json=fx.cds_request(CHART))) == ["start-oral-iron"]
         assert runtime.reuse.hits == 0
+    assert set(_reused(db_url).values()) == {False}
+
+
+def test_only_the_hook_instance_and_the_access_token_may_differ(tmp_path, monkeypatch):
+    """They change on every call of the same chart; any other field is another invocation, and a
+    reused one does not even read its prefetch."""
+    gathered = []
+    real_gather = prefetch.gather
+
+    async def counting_gather(request, runtime):
+        gathered.append(request.hookInstance)
+        return await real_gather(request, runtime)
+
+    monkeypatch.setattr(prefetch, "gather", counting_gather)
+    db_url = f"sqlite:///{tmp_path / 'd.db'}"
+    token = {"access_token": "t-1", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "rls-iron"}
+    with running(tmp_path, db_url) as client:
+        runtime = client.app.state.runtime
+        client.post(SERVICE, json=fx.cds_request(CHART, fhirAuthorization=token))
+        client.post(SERVICE, json=fx.cds_request(CHART, fhirAuthorization={**token, "access_token": "t-2"}))
+        assert (runtime.reuse.hits, len(gathered)) == (1, 1)
+        other_user = fx.cds_request(CHART)
+        other_user["context"]["userId"] = "Practitioner/another"
+        with_extension = fx.cds_request(CHART, extension={"com.example.ehr": {"site": "b"}})
+        other_server = fx.cds_request(CHART, fhir_server="https://other-ehr.example.org/fhir")
+        for request in (other_user, with_extension, other_server):
+            assert outcomes(client.post(SERVICE, json=request)) == ["start-oral-iron"]
+        assert (runtime.reuse.hits, len(gathered)) == (1, 4)
+
+
+def test_an_invocation_that_needs_a_fetch_is_never_reused(tmp_path):
+    """The FHIR server's data can change between two calls: a key absent from the prefetch is
+    fetched again every time, and what it returns is evaluated again."""
+    db_url = f"sqlite:///{tmp_path / 'd.db'}"
+    with FhirTestServer([fx.patient(), fx.condition("rls"), fx.ferritin(31.7, days_ago=20)]) as fhir, running(tmp_path, db_url) as client:
+        request = fx.cds_request([], fhir_server=fhir.url)
+        request["prefetch"].pop("labs")
+        request["prefetch"].pop("conditions")
+        assert outcomes(client.post(SERVICE, json=request)) == ["start-oral-iron"]
+        fhir.resources[2] = fx.ferritin(120, days_ago=10, oid=fhir.resources[2]["id"])
+        assert outcomes(client.post(SERVICE, json=request)) == ["iron-stores-adequate"]
+        assert len(fhir.requests_for("Observation")) == 2
+        assert client.app.state.runtime.reuse.hits == 0
     assert set(_reused(db_url).values()) == {False}
 
 
