@@ -110,7 +110,7 @@ def test_an_unexpected_error_is_a_json_500_without_trace_or_patient_data(small, 
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom for patient Jane Example born 1975-04-12")
 
-    monkeypatch.setattr(pipeline, "evaluate", explode)
+    monkeypatch.setattr(pipeline, "answer", explode)
     with caplog.at_level(logging.INFO):
         response = small.post(SERVICE, json=fx.cds_request([fx.condition("rls")]))
     assert_json_error(response, 500, "internal-error")

@@ -138,7 +138,7 @@ def test_internal_errors_leave_no_patient_data(tmp_path, capture, monkeypatch):
     def explode(*args: Any, **kwargs: Any) -> None:
         raise ValueError("cannot handle Zebulon Quimbleworth 1931-02-03 ferritin 23.17")
 
-    monkeypatch.setattr(pipeline, "evaluate", explode)
+    monkeypatch.setattr(pipeline, "answer", explode)
     app = create_app(make_settings(tmp_path))
     with TestClient(app) as client:
         response = client.post("/cds-services/rls-iron-patient-view", json=canary_request())
