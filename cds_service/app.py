@@ -66,8 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A request allocates a few thousand containers (the parsed chart, models, the decision
         # record), nearly all freed by reference counting when it ends. At the default threshold
         # (700) the youngest generation was collected several times per request, and decision
-        # records waiting for the writer were promoted and rescanned: `make bench` measured a
-        # lower p99 (2.3x to 2.0x the baseline's) and a little more throughput at 50,000.
+        # records waiting for the writer were promoted and rescanned. At 50,000 the typical
+        # request's p99 went from 3.6x to 2.0x the baseline's; the price is a longer pause
+        # on new charts (p99 at one connection 5 -> 9 ms) and about 15 MB more RSS per worker
+        # (docs/performance.md).
         gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-import functools
 from typing import Any, Awaitable, Callable, Iterable
 
 from cds_service.cards import build_cards, with_new_uuids

@@ -13,9 +13,9 @@ service, rule-set version and engine, the UTC day, the link base, and the whole 
 orders, the whole prefetch in its order). Only an invocation whose prefetch has every key is
 looked up: one that needs a fetch from the FHIR server is always evaluated. Any difference (one
 more resource, another order of resources, another patient, the next day) is another key. A
-hit skips reading the prefetch as well as mapping, rules and cards. The
-cache is bounded (least recently used out) and lives in the process's memory only;
-`CDS_REUSE_CACHE_SIZE=0` turns it off.
+hit skips reading the prefetch as well as mapping, rules and cards. The cache is bounded (least
+recently used out) and lives in the process's memory only; `CDS_REUSE_CACHE_SIZE=0` turns it
+off.
 """
 
 from __future__ import annotations
