@@ -14,7 +14,6 @@ import pytest
 
 from cds_service import fixtures as fx
 from cds_service.audit.records import decision_record
-from cds_service.audit.sqlite_bulk import CARD_COLUMNS, DECISION_COLUMNS, MAX_PARAMS, RULE_COLUMNS
 from cds_service.audit.store import Store
 from cds_service.offline import evaluate_document
 from cds_service.runtime import build_runtime
@@ -59,24 +58,6 @@ def test_bulk_rows_read_back_like_sqlalchemy_rows(tmp_path, phi):
         bulk_rows, core_rows = _without_ids(rows(bulk_url, table)), _without_ids(rows(core_url, table))
         assert bulk_rows == core_rows, table
         assert len(bulk_rows) >= len(records) if table == "decisions" else True
-
-
-def test_a_batch_of_many_statements_reads_back_like_sqlalchemy_rows(tmp_path):
-    """More rows than one statement binds (sqlite_bulk.MAX_PARAMS) in every table: all stored,
-    each exactly as SQLAlchemy stores it."""
-    base = _records(tmp_path, False)
-    records = [dict(r, id=str(uuid.uuid4()), cards=[dict(c, uuid=str(uuid.uuid4())) for c in r["cards"]]) for _ in range(120) for r in base]
-    per_statement = {name: MAX_PARAMS // len(columns) for name, columns in (("decisions", DECISION_COLUMNS), ("decision_cards", CARD_COLUMNS), ("decision_rules", RULE_COLUMNS))}
-    bulk_url, core_url = f"sqlite:///{tmp_path / 'bulk.db'}", f"sqlite:///{tmp_path / 'core.db'}"
-    Store(bulk_url).write(records)
-    core = Store(core_url)
-    core.ensure_ready()
-    with core.engine.begin() as connection:
-        core._write_decisions(connection, records)
-    for table, limit in per_statement.items():
-        bulk_rows = sorted(_without_ids(rows(bulk_url, table)), key=repr)
-        assert len(bulk_rows) > 2 * limit, table
-        assert bulk_rows == sorted(_without_ids(rows(core_url, table)), key=repr), table
 
 
 def test_a_batch_written_twice_is_stored_once(tmp_path):

@@ -1,17 +1,12 @@
-"""Decision records into SQLite as a few multi-row INSERT statements per batch.
+"""Decision records into SQLite with one statement per table for a whole batch (JSON1 `json_each`).
 
 Why: the writer runs on a thread beside a busy event loop, and every moment it holds the GIL the
 loop waits. A row-by-row insert (`executemany`) takes the GIL back for every row, each time after
 up to a switch interval (5 ms): under load the writer fell behind without bound. Here a batch is
-prepared as rows (`prepare`, pure Python, which the writer runs on the event loop a few records
-at a time), and the thread runs one `INSERT ... VALUES (...), (...), ...` per `MAX_PARAMS`
-parameters: the values are bound in C, and SQLite inserts the rows without the GIL. JSON columns
-(`detail`, `phi`, `facts`) are bound as JSON text.
-
-An earlier version sent each table's rows as one JSON array expanded by `json_each`: SQLite then
-parsed every row's JSON again for each of its columns, two thirds of its work. At 47 us of the
-writer's CPU per decision that way against 16 us with bound values, the SQLite work competed with
-the worker's own core (docs/performance.md).
+prepared as three JSON arrays of rows (`prepare`, pure Python, which the writer runs on the event
+loop a few records at a time), and the thread only starts a handful of statements, during which
+SQLite expands the arrays itself without the GIL. JSON columns (`detail`, `phi`, `facts`) travel
+as JSON text inside the arrays: SQLite copies them, it does not walk them.
 
 The columns and their order come from the table definitions and datetimes are stored in the
 dialect's own format (SQLAlchemy's converter), so a row written here reads back exactly like one
@@ -21,11 +16,10 @@ written through SQLAlchemy (tests/test_audit_bulk.py compares them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 
 from cds_service.audit.models import decision_cards, decision_rules, decisions
 
@@ -36,15 +30,17 @@ DECISION_COLUMNS = [c.name for c in decisions.columns]
 CARD_COLUMNS = ["decision_id", "card_uuid", "outcome", "indicator", "summary"]
 RULE_COLUMNS = ["decision_id", "rule_id", "outcome", "reason", "facts"]
 
-MAX_PARAMS = 999
-"""Bound parameters per statement: SQLite's limit before 3.32, so the statements run on any build."""
+
+def _insert_sql(table: Table, columns: list[str]) -> str:
+    """INSERT INTO table (columns) SELECT value->[i] ... FROM json_each(?), in array order."""
+    names = ", ".join(columns)
+    values = ", ".join(f"json_extract(r.value, '$[{i}]')" for i in range(len(columns)))
+    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM json_each(?) AS r ORDER BY r.key"
 
 
-@lru_cache(maxsize=64)
-def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
-    """INSERT INTO table (columns) VALUES (?, ...), ... for `rows` rows."""
-    row = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * rows)
+INSERT_DECISIONS = _insert_sql(decisions, DECISION_COLUMNS)
+INSERT_CARDS = _insert_sql(decision_cards, CARD_COLUMNS)
+INSERT_RULES = _insert_sql(decision_rules, RULE_COLUMNS)
 
 
 def _json_text(value: Any, column: str) -> str | None:
@@ -55,7 +51,7 @@ def _json_text(value: Any, column: str) -> str | None:
 
 @dataclass
 class Prepared:
-    """Decision records as rows of the three tables, in column order (bound by `insert`)."""
+    """Decision records as rows of the three tables (lists, serialised by `texts`)."""
 
     ids: list[str] = field(default_factory=list)
     decisions: list[list[Any]] = field(default_factory=list)
@@ -107,17 +103,10 @@ def prepare(records: Iterable[dict[str, Any]], created_at: Callable[[dict[str, A
 
 
 def insert(connection: Connection, prepared: Prepared) -> None:
-    """A few statements for the whole batch; the GIL is free while SQLite inserts their rows."""
-    for table, columns, rows in (
-        (decisions, DECISION_COLUMNS, prepared.decisions),
-        (decision_cards, CARD_COLUMNS, prepared.cards),
-        (decision_rules, RULE_COLUMNS, prepared.rules),
-    ):
-        per_statement = MAX_PARAMS // len(columns)
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            sql = _insert_sql(table.name, tuple(columns), len(chunk))
-            connection.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+    """Three statements for the whole batch; the GIL is free while SQLite runs each of them."""
+    for sql, rows in ((INSERT_DECISIONS, prepared.decisions), (INSERT_CARDS, prepared.cards), (INSERT_RULES, prepared.rules)):
+        if rows:
+            connection.exec_driver_sql(sql, (orjson.dumps(rows).decode(),))
 
 
 def stored_ids(connection: Connection, ids: list[str]) -> set[str]:
