@@ -67,9 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # record), nearly all freed by reference counting when it ends. At the default threshold
         # (700) the youngest generation was collected several times per request, and decision
         # records waiting for the writer were promoted and rescanned. At 50,000 the typical
-        # request's p99 went from 3.6x to 2.0x the baseline's; the price is a longer pause
-        # on new charts (p99 at one connection 5 -> 9 ms) and about 15 MB more RSS per worker
-        # (docs/performance.md).
+        # request's p99 went from 3.6x to 2.0x the baseline's; the price is longer pauses on new
+        # charts (p99 at one connection from about 5 ms to 9-28 ms) and about 15 MB more RSS
+        # per worker (docs/performance.md).
         gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
