@@ -172,11 +172,10 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def run_wrk(url: str, body_path: Path, connections: int, seconds: float) -> Load:
+def run_wrk(url: str, body_path: Path, connections: int, seconds: float, offset: int = 0) -> Load:
     script = body_path.with_suffix(".lua")
-    rotation = body_path.suffix == ".jsonl"
-    template = WRK_ROTATION_SCRIPT if rotation else WRK_SCRIPT
-    script.write_text(template.format(body=body_path, offset=ROTATION_SENT.get((url, body_path), 0)))
+    template = WRK_ROTATION_SCRIPT if body_path.suffix == ".jsonl" else WRK_SCRIPT
+    script.write_text(template.format(body=body_path, offset=offset))
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -187,8 +186,6 @@ def run_wrk(url: str, body_path: Path, connections: int, seconds: float) -> Load
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # not "98.50%" of a Stdev column
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    if rotation:
-        ROTATION_SENT[url, body_path] = ROTATION_SENT.get((url, body_path), 0) + total
     errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(x) for x in m.groups())
@@ -241,15 +238,15 @@ async def _asyncio_load(url: str, bodies: list[bytes], connections: int, seconds
 
 
 def load(url: str, body_path: Path, connections: int, seconds: float) -> Load:
+    sent = ROTATION_SENT.get((url, body_path), 0)
     if shutil.which("wrk"):
-        return run_wrk(url, body_path, connections, seconds)
-    raw = body_path.read_bytes()
-    if body_path.suffix != ".jsonl":
-        return asyncio.run(_asyncio_load(url, [raw], connections, seconds))
-    bodies = raw.splitlines()
-    start = ROTATION_SENT.get((url, body_path), 0) % len(bodies)
-    result = asyncio.run(_asyncio_load(url, bodies[start:] + bodies[:start], connections, seconds))
-    ROTATION_SENT[url, body_path] = ROTATION_SENT.get((url, body_path), 0) + result.requests
+        result = run_wrk(url, body_path, connections, seconds, offset=sent)
+    else:
+        bodies = body_path.read_bytes().splitlines() if body_path.suffix == ".jsonl" else [body_path.read_bytes()]
+        start = sent % len(bodies)
+        result = asyncio.run(_asyncio_load(url, bodies[start:] + bodies[:start], connections, seconds))
+    if body_path.suffix == ".jsonl":
+        ROTATION_SENT[url, body_path] = sent + result.requests
     return result
 
 

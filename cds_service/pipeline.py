@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,9 +12,9 @@ from cds_service.engine import EngineError, EngineResult, RuleEngine
 from cds_service.errors import BadRequest, EngineUnavailable
 from cds_service.ids import new_id
 from cds_service.models import Card, CDSRequest
-from cds_service.prefetch import PrefetchData, draft_orders
+from cds_service.prefetch import PrefetchData, draft_orders, needs_fetch
 from cds_service.reuse import Decided, ReuseCache, reuse_key
-from cds_service.services import Service, prefetch_templates
+from cds_service.services import Service
 from fhir_mappings import FactSet, MappingInput, build_facts
 from fhir_mappings.build import utc_today
 from fhir_mappings.errors import MappingInputError
@@ -104,7 +103,7 @@ async def answer(
     the request. One that needs a fetch from the FHIR server is always evaluated.
     """
     key = b""
-    if cache.enabled and request.prefetch is not None and _template_keys().issubset(request.prefetch):
+    if cache.enabled and not needs_fetch(request):
         key = reuse_key(
             request, service_id=service.id, ruleset_version=service.ruleset.version, engine=engine.name, day=utc_today(now), base_url=base_url
         )
@@ -116,12 +115,7 @@ async def answer(
     decided = _decide(request, service, engine, data, draft_orders(request), now, base_url)
     if key:
         cache.put(key, decided)
-    return _evaluation(request, service, decided, started=started, now=now, fetched=data.fetched_keys, kept=bool(key))
-
-
-@functools.cache
-def _template_keys() -> frozenset[str]:
-    return frozenset(prefetch_templates())
+    return _evaluation(request, service, decided, started=started, now=now, fetched=data.fetched_keys)
 
 
 def _evaluation(
@@ -133,10 +127,9 @@ def _evaluation(
     now: datetime,
     fetched: Iterable[str],
     reused: bool = False,
-    kept: bool = False,
 ) -> Evaluation:
-    """The Evaluation of one invocation. Cards of a decision kept for reuse are never handed
-    out: each answer gets copies with its own uuids."""
+    """The Evaluation of one invocation. The cards built for it carry uuids of their own; a
+    reuse gets copies with new ones (a uuid names one card shown once)."""
     return Evaluation(
         decision_id=new_id(),
         service=service,
@@ -144,7 +137,7 @@ def _evaluation(
         now=now,
         facts=decided.facts,
         result=decided.result,
-        cards=with_new_uuids(decided.cards) if reused or kept else list(decided.cards),
+        cards=with_new_uuids(decided.cards) if reused else list(decided.cards),
         duration_ms=(time.perf_counter() - started) * 1000,
         extra={"fetched_keys": sorted(fetched), "reused": reused},
         views=decided.views,

@@ -10,10 +10,11 @@ the request fails with 412 (`PrefetchFailed`) rather than being answered on part
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -85,12 +86,28 @@ def resources_in(value: Any, full_urls: dict[str, str] | None = None) -> list[di
     return []
 
 
+def absent_keys(prefetch: Mapping[str, Any] | None, templates: Iterable[str]) -> set[str]:
+    """Keys of the templates that `prefetch` does not hold (a key present with null is held):
+    the keys `gather` fetches."""
+    return {key for key in templates if prefetch is None or key not in prefetch}
+
+
+def needs_fetch(request: CDSRequest) -> bool:
+    """Whether `gather` would fetch anything for this request from `fhirServer`."""
+    return bool(absent_keys(request.prefetch, _template_keys()))
+
+
+@functools.cache
+def _template_keys() -> frozenset[str]:
+    from cds_service.services import prefetch_templates
+
+    return frozenset(prefetch_templates())
+
+
 def collect_values(prefetch: Mapping[str, Any], templates: Mapping[str, str]) -> PrefetchData:
     """Resources from a prefetch mapping (key -> resource, Bundle, OperationOutcome or null)."""
     data = PrefetchData()
-    for key in templates:
-        if key not in prefetch:
-            data.missing_keys.add(key)
+    data.missing_keys = absent_keys(prefetch, templates)
     for key, value in prefetch.items():
         if value is None:
             continue

@@ -47,7 +47,8 @@ class Settings(BaseSettings):
         64,
         ge=0,
         description=(
-            "identical invocations decided recently (same data, day and rules) reused per worker; 0 turns reuse off. "
+            "identical invocations decided recently (the same request apart from hookInstance and access token, "
+            "same day and rules, nothing to fetch) reused per worker; 0 turns reuse off. "
             "Kept small: every entry is scanned by the garbage collector (512 entries raised the p99 of new charts from 4 to 36 ms)"
         ),
     )

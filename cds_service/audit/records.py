@@ -60,8 +60,9 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
             "as_of": evaluation.now.isoformat(),
             **content["detail"],
             "error_detail": None,
-            # True when an identical invocation (same data, day and rules) was decided earlier
-            # by this worker and its facts and rule answer were reused (cds_service.reuse).
+            # True when an identical invocation (the same request apart from hookInstance and
+            # access token, same day and rules) was decided earlier by this worker and its facts
+            # and rule answer were reused (cds_service.reuse).
             "reused": bool(evaluation.extra.get("reused")),
         },
         "fired": content["fired"],
