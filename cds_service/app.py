@@ -13,17 +13,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
-from cds_service.access import AccessLog, CatchAll
 from cds_service.api import BODY_MODELS, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
 from cds_service.routes import catalog, ops, ui
+from cds_service.edge import CatchAll, Edge
 from cds_service.errors import CDSError, Unauthorized
 from cds_service.fastjson import component_schemas
 from cds_service.fhir_client import close_shared
-from cds_service.limits import BodySizeLimit, JsonLimits, SecurityHeaders
+from cds_service.limits import RequestLimits
 from cds_service.logging_setup import configure_logging
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings, get_settings
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="CDS Hooks 2.0 service: iron-deficiency work-up and oral-to-IV iron escalation in restless legs syndrome.",
         lifespan=lifespan,
+        telemetry=telemetry_config(settings),
     )
     app.state.runtime = runtime
     app.state.settings = settings
@@ -116,11 +118,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
-    # Added innermost first: AccessLog ends up outermost, so it sees every answer.
+    # Added innermost first: Edge ends up outermost, so it sees every answer. Every layer costs
+    # something on every request (docs/performance.md), so AuthGate is added only when tokens
+    # are verified.
     app.add_middleware(CatchAll)
-    app.add_middleware(JsonLimits, max_depth=settings.max_json_depth, max_entries=settings.max_bundle_entries)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AuthGate, verifier=verifier)  # before any body is read
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+        max_entries=settings.max_bundle_entries,
+    )
+    if verifier is not None:
+        app.add_middleware(AuthGate, verifier=verifier)  # before any body is read
     origins = settings.cors_origin_list
     if origins:
         app.add_middleware(
@@ -133,9 +142,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Chrome's preflight from a public page (the CDS Hooks sandbox) to localhost asks this.
             allow_private_network=settings.development,
         )
-    app.add_middleware(SecurityHeaders, hsts=(settings.public_url or "").startswith("https://"))
-    app.add_middleware(AccessLog, services=set(runtime.services))
+    app.add_middleware(Edge, services=set(runtime.services), hsts=(settings.public_url or "").startswith("https://"))
     return app
+
+
+def telemetry_config(settings: Settings) -> TelemetryConfig:
+    """FastAPI's own OpenTelemetry: spans and HTTP metrics only when asked for (CDS_OPENTELEMETRY).
+
+    Its logs stay off in every case: they carry exception messages and, for validation failures,
+    the values sent, which can be patient data. Off, FastAPI skips its telemetry layer on every
+    request instead of looking for configured providers each time.
+    """
+    on = settings.opentelemetry
+    return {"tracing": on, "metrics": on, "operation_spans": on, "logs": False}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Hardening middleware (plain ASGI): body size, JSON shape limits and security headers.
+"""Hardening middleware (plain ASGI): body size and JSON shape limits.
 
-Each rejects before the application sees the request, with the service's JSON error body.
+It rejects before the application sees the request, with the service's JSON error body.
 """
 
 from __future__ import annotations
@@ -43,47 +43,6 @@ class TrackedSend:
         if message["type"] == "http.response.start":
             self.started = True
         await self.send(message)
-
-
-class BodySizeLimit:
-    """Answers 413 with a JSON body when a request body exceeds `max_bytes` (declared or streamed)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge()
-            return message
-
-        tracked = TrackedSend(send)
-        try:
-            await self.app(scope, limited_receive, tracked)
-        except _TooLarge:
-            if not tracked.started:
-                await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
-        await send_json_error(send, 413, "payload-too-large", f"request body over {self.max_bytes} bytes")
-
-
-class _TooLarge(Exception):
-    pass
 
 
 _NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
@@ -132,31 +91,47 @@ def bundle_entries(request: Any) -> int:
     return count
 
 
-class JsonLimits:
-    """400 for JSON nested deeper than `max_depth`; 413 for more than `max_entries` Bundle entries.
+class RequestLimits:
+    """413 for a body over `max_bytes` (declared or streamed); for JSON bodies, 400 when nested
+    deeper than `max_depth` and 413 for more than `max_entries` Bundle entries.
 
-    Counts the entries of the Bundles in prefetch and draftOrders (nested ones too): a chart
-    that large would tie up a worker for seconds. Bodies that are not JSON pass through: the
-    route answers those with its own 400. The body (already bounded by BodySizeLimit) is
-    buffered once and replayed to the application.
+    The entries counted are those of the Bundles in prefetch and draftOrders (nested ones too):
+    a chart that large would tie up a worker for seconds. Bodies that are not JSON pass through:
+    the route answers those with its own 400. A POST, PUT or PATCH body is buffered once (bounded
+    by `max_bytes`), checked, parsed once for the route (`PARSED_KEY`) and replayed to the
+    application. One layer for both checks: see cds_service.edge on what a layer costs.
     """
 
-    def __init__(self, app: ASGIApp, max_depth: int, max_entries: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int, max_entries: int) -> None:
         self.app = app
+        self.max_bytes = max_bytes
         self.max_depth = max_depth
         self.max_entries = max_entries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in BODY_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        if scope.get("method") not in BODY_METHODS:  # no route reads a body on other methods
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
+        received = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 await self.app(scope, _replay([], message, receive), send)
                 return
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
@@ -165,6 +140,9 @@ class JsonLimits:
             await send_json_error(send, *problem)
             return
         await self.app(scope, _replay([body], None, receive), send)
+
+    async def _too_large(self, send: Send) -> None:
+        await send_json_error(send, 413, "payload-too-large", f"request body over {self.max_bytes} bytes")
 
     def _problem(self, body: bytes, scope: Scope) -> tuple[int, str, str] | None:
         if not body.strip():
@@ -196,58 +174,3 @@ def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> R
         return await receive()
 
     return replayed
-
-
-API_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-# FastAPI's /docs and /redoc load their bundles from a CDN and start them with an inline script.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; font-src 'self' https://fonts.gstatic.com; "
-    "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/redoc")
-
-
-class SecurityHeaders:
-    """Headers on every answer: no sniffing, no referrer, no framing, a CSP; no-store except /static."""
-
-    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
-        self.app = app
-        self.hsts = hsts
-        self._api_headers = self._headers(API_CSP)
-        self._docs_headers = self._headers(DOCS_CSP)
-
-    def _headers(self, csp: str) -> list[tuple[bytes, bytes]]:
-        added = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-            (b"content-security-policy", csp.encode()),
-        ]
-        if self.hsts:
-            added.append((b"strict-transport-security", b"max-age=31536000"))
-        return added
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
-        added = self._docs_headers if path.startswith(DOCS_PATHS) else self._api_headers
-        cacheable = path.startswith("/static/")
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                present = {name.lower() for name, _ in headers}
-                headers.extend((name, value) for name, value in added if name not in present)
-                if not cacheable and b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     fhir_total_timeout: float = 8.0
     fhir_max_pages: int = 20
 
+    opentelemetry: bool = Field(
+        False,
+        description=(
+            "FastAPI's OpenTelemetry request spans and HTTP metrics, sent to the providers configured in the process; "
+            "its exception and validation logs stay off (they carry exception messages and request values)"
+        ),
+    )
     log_level: str = "INFO"
     log_json: bool = True
     shutdown_grace_seconds: float = Field(20.0, description="on SIGTERM, how long in-flight requests may take to finish")

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from cds_service import fixtures as fx
-from cds_service import pipeline
+from cds_service import limits, pipeline
 from cds_service.limits import json_depth
 from cds_service.logging_setup import JsonFormatter
 from tests.conftest import make_app, outcomes
@@ -119,6 +119,23 @@ def test_an_unexpected_error_is_a_json_500_without_trace_or_patient_data(small, 
     logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert "RuntimeError" in logged
     assert "Jane" not in logged and "1975-04-12" not in logged
+
+
+def test_an_error_in_a_middleware_is_a_json_500_with_headers_and_request_id(small, monkeypatch, caplog):
+    """Edge, the outermost layer, answers for a middleware that fails (here the JSON limits)."""
+
+    def explode(body: bytes) -> int:
+        raise RuntimeError("boom while reading patient Jane Example")
+
+    monkeypatch.setattr(limits, "json_depth", explode)
+    with caplog.at_level(logging.INFO):
+        response = small.post(SERVICE, json=fx.cds_request([fx.condition("rls")]), headers={"X-Request-ID": "ehr-req-500"})
+    assert_json_error(response, 500, "internal-error")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-request-id"] == "ehr-req-500"
+    logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "RuntimeError" in logged and "Jane" not in logged
 
 
 # --- headers -------------------------------------------------------------------------------

@@ -166,3 +166,13 @@ def test_rejected_tokens_leave_no_claims_in_logs(tmp_path, capture):
         responses.append(client.post("/cds-services/rls-iron-patient-view", json=canary_request(), headers={"Authorization": "Bearer Zebulon.Quimbleworth.1931"}))
     assert {r.status_code for r in responses} == {401}
     assert_clean(capture, responses)
+
+
+@pytest.mark.parametrize("opentelemetry", [False, True])
+def test_fastapi_telemetry_never_logs_exceptions_or_request_values(tmp_path, opentelemetry):
+    """FastAPI's own OpenTelemetry logs carry exception messages and the values of a failed
+    validation: off in every configuration. Its spans and metrics follow CDS_OPENTELEMETRY."""
+    app = create_app(make_settings(tmp_path, opentelemetry=opentelemetry))
+    config = app._telemetry  # FastAPI keeps the configuration it was given here
+    assert config["logs"] is False
+    assert config["tracing"] is opentelemetry and config["metrics"] is opentelemetry

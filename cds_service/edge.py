@@ -1,4 +1,10 @@
-"""The outermost middleware: request id, one access log line and metrics per request, last-resort 500.
+"""The outermost middleware, and the innermost safety net.
+
+`Edge` does, in one layer, what every answer needs: the request id (X-Request-ID), the
+security headers, one access log line and the HTTP metrics, and a JSON 500 if a middleware
+itself fails. It is one layer on purpose: under load each pure-ASGI layer (a coroutine frame
+and a `send` wrapper on every request) cost the service about 2 % of its throughput
+(docs/performance.md).
 
 The access line has method, route, status, duration, request id, service id and (when the
 route bound them) decision id and rules fired: never bodies, query strings, tokens or
@@ -25,6 +31,19 @@ log = logging.getLogger("cds_service.access")
 INTERNAL = (500, "internal-error", "the service could not answer; the error was logged")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
+API_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# FastAPI's /docs and /redoc load their bundles from a CDN and start them with an inline script.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; font-src 'self' https://fonts.gstatic.com; "
+    "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+
 
 def _request_id(scope: Scope) -> str:
     """The caller's X-Request-ID when it is a plain token, else a fresh one."""
@@ -41,12 +60,28 @@ def _where(exc: BaseException) -> list[str]:
     return [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)][-12:]
 
 
-class AccessLog:
-    """Request id in and out (X-Request-ID), access log, HTTP metrics, and a JSON 500 for escapes."""
+def security_headers(csp: str, hsts: bool) -> list[tuple[bytes, bytes]]:
+    """No sniffing, no referrer, no framing, a CSP, and HSTS when served over https."""
+    added = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", csp.encode()),
+    ]
+    if hsts:
+        added.append((b"strict-transport-security", b"max-age=31536000"))
+    return added
 
-    def __init__(self, app: ASGIApp, services: set[str] | None = None) -> None:
+
+class Edge:
+    """Request id in and out, security headers (no-store except /static), access log, HTTP
+    metrics, and a JSON 500 for errors raised by a middleware (CatchAll handles the application's)."""
+
+    def __init__(self, app: ASGIApp, services: set[str] | None = None, hsts: bool = False) -> None:
         self.app = app
         self.services = services or set()
+        self._api_headers = security_headers(API_CSP, hsts)
+        self._docs_headers = security_headers(DOCS_CSP, hsts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,26 +90,33 @@ class AccessLog:
         request_id = _request_id(scope)
         token = open_context(request_id=request_id)
         started = time.perf_counter()
+        path: str = scope.get("path", "")
+        added = self._docs_headers if path.startswith(DOCS_PATHS) else self._api_headers
+        cacheable = path.startswith("/static/")
         status = 500
         response_started = False
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                headers = [(n, v) for n, v in message.get("headers") or [] if n.lower() != b"x-request-id"]
+                headers = [(n, v) for n, v in message.get("headers") or () if n.lower() != b"x-request-id"]
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in added if header[0] not in present)
+                if not cacheable and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         except Exception as exc:  # raised by a middleware itself: CatchAll handles the application's
             log.error("unhandled error", extra={"exc_type": type(exc).__name__, "exc_where": _where(exc)})
             status = 500
             if not response_started:
-                await send_json_error(send, *INTERNAL, [(b"x-request-id", request_id.encode())])
+                await send_json_error(send_with_headers, *INTERNAL)
         finally:
             self._record(scope, status, time.perf_counter() - started)
             close_context(token)
@@ -106,7 +148,7 @@ class AccessLog:
 
 class CatchAll:
     """Innermost: turns any exception the application lets out into a JSON 500 that still passes
-    through CORS, security headers and the access log. Logs type and place, never the message."""
+    through CORS and Edge (headers, access log). Logs type and place, never the message."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
