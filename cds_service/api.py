@@ -10,14 +10,16 @@ from cds_service import metrics, pipeline, prefetch
 from cds_service.auth import verify_caller
 from cds_service.cards import card_documents
 from cds_service.errors import BadRequest, CDSError, UnknownService
-from cds_service.fastjson import OrjsonResponse, body_schema, read_body
+from cds_service.fastjson import DirectRoute, OrjsonResponse, body_schema, read_body
 from cds_service.ids import new_id
 from cds_service.logging_setup import bind
-from cds_service.models import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback
+from cds_service.models import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
 from cds_service.runtime import Runtime
 from cds_service.services import Service
 
 router = APIRouter(tags=["CDS Hooks"])
+calls = APIRouter(tags=["CDS Hooks"], route_class=DirectRoute)
+"""The service calls and feedback: they read their own bodies and return their own Responses."""
 BODY_MODELS = [CDSRequest, Feedback]
 """Request bodies the routes read themselves (fastjson.read_body); app.py adds their schemas."""
 ERRORS = {
@@ -48,7 +50,7 @@ async def discovery(request: Request) -> Discovery:
     return Discovery(services=[s.describe() for s in runtime.services.values()])
 
 
-@router.post(
+@calls.post(
     "/cds-services/{service_id}",
     response_model=CDSResponse,
     response_model_exclude_none=True,
@@ -106,12 +108,13 @@ async def invoke(service_id: str, request: Request) -> Response:
     )
 
 
-@router.post(
+@calls.post(
     "/cds-services/{service_id}/feedback",
+    response_model=FeedbackReceipt,
     responses={k: v for k, v in ERRORS.items() if k in (400, 401, 404, 413)},
     openapi_extra=body_schema(Feedback),
 )
-async def feedback(service_id: str, request: Request) -> dict[str, int]:
+async def feedback(service_id: str, request: Request) -> Response:
     """CDS Hooks feedback on cards this service returned: stored and linked to its decision."""
     await verify_caller(request)
     body = await read_body(request, Feedback)
@@ -120,4 +123,4 @@ async def feedback(service_id: str, request: Request) -> dict[str, int]:
     runtime.decision_log.record_feedback(service_id, body)
     for item in body.feedback:
         metrics.FEEDBACK.labels(item.outcome).inc()
-    return {"received": len(body.feedback)}
+    return OrjsonResponse({"received": len(body.feedback)})

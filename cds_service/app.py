@@ -17,7 +17,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
-from cds_service.api import BODY_MODELS, router
+from cds_service.api import BODY_MODELS, calls, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
 from cds_service.routes import catalog, ops, ui
 from cds_service.edge import CatchAll, Edge
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("unexpected error", extra={"exc_type": type(exc).__name__})
         return _error(500, "internal-error", "the service could not answer; the error was logged")
 
+    app.include_router(calls)  # first: the routes called on every chart opening are matched first
     app.include_router(router)
     app.include_router(ops.router)
     app.include_router(catalog.router)

@@ -155,6 +155,10 @@ class Feedback(BaseModel):
     feedback: list[FeedbackItem] = Field(..., min_length=1)
 
 
+class FeedbackReceipt(BaseModel):
+    received: int = Field(..., description="feedback items accepted (each is recorded in the decision log)")
+
+
 class ErrorBody(BaseModel):
     error: str = Field(..., description="short machine-readable code")
     detail: Any = Field(None, description="what is wrong, for the developer of the client")

@@ -11,9 +11,11 @@ import json
 from typing import Any, Iterator
 
 import pytest
+from fastapi import APIRouter, Request, Response
 from fastapi.testclient import TestClient
 
 from cds_service import fixtures as fx
+from cds_service.fastjson import DirectRoute
 from tests.conftest import outcomes, serve
 
 SERVICE = "/cds-services/rls-iron-patient-view"
@@ -120,3 +122,50 @@ def test_openapi_describes_both_bodies_and_resolves_every_reference(client):
     assert {"hook", "hookInstance", "context"} <= set(schemas["CDSRequest"]["required"])
     for ref in set(_refs(document)):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+
+
+async def direct_without_request(service_id: str) -> Response:
+    return Response()
+
+
+async def direct_with_query(service_id: str, request: Request, verbose: bool = False) -> Response:
+    return Response()
+
+
+async def direct_with_int_path(service_id: int, request: Request) -> Response:
+    return Response()
+
+
+def test_openapi_still_documents_the_path_parameter_and_the_answers(client):
+    """The CDS routes are DirectRoutes (no dependency solving); FastAPI still documents them."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/cds-services/{service_id}", "/cds-services/{service_id}/feedback"):
+        parameters = paths[path]["post"]["parameters"]
+        assert [(p["name"], p["in"], p["required"]) for p in parameters] == [("service_id", "path", True)]
+    ok = {path: paths[path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"] for path in paths if path.startswith("/cds-services/{")}
+    assert ok == {
+        "/cds-services/{service_id}": "#/components/schemas/CDSResponse",
+        "/cds-services/{service_id}/feedback": "#/components/schemas/FeedbackReceipt",
+    }
+
+
+def test_an_unknown_service_is_still_a_404_on_both_routes(client):
+    item = {"card": "c-1", "outcome": "accepted", "outcomeTimestamp": "2026-11-26T10:00:00Z"}
+    for path, body in (("/cds-services/no-such-service", chart()), ("/cds-services/no-such-service/feedback", {"feedback": [item]})):
+        response = client.post(path, json=body)
+        assert response.status_code == 404 and response.json()["error"] == "unknown-service", response.text
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        pytest.param(lambda: None, id="not a coroutine"),
+        pytest.param(direct_without_request, id="no Request"),
+        pytest.param(direct_with_query, id="a query parameter"),
+        pytest.param(direct_with_int_path, id="a path parameter that is not a str"),
+    ],
+)
+def test_a_direct_route_refuses_endpoints_it_could_not_call_faithfully(endpoint):
+    router = APIRouter(route_class=DirectRoute)
+    with pytest.raises(TypeError, match="DirectRoute"):
+        router.add_api_route("/x/{service_id}", endpoint, methods=["POST"])
