@@ -17,12 +17,12 @@ import logging
 import re
 import time
 import traceback
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import metrics
+from cds_service.ids import new_request_id
 from cds_service.limits import TrackedSend, send_json_error
 from cds_service.logging_setup import close_context, current_context, open_context
 
@@ -53,7 +53,7 @@ def _request_id(scope: Scope) -> str:
             if REQUEST_ID.match(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def _where(exc: BaseException) -> list[str]:
