@@ -86,8 +86,14 @@ def bundle_entries(request: Any) -> int:
         node = roots.pop()
         if not (isinstance(node, dict) and node.get("resourceType") == "Bundle" and isinstance(node.get("entry"), list)):
             continue
-        count += len(node["entry"])
-        roots.extend(entry.get("resource") for entry in node["entry"] if isinstance(entry, dict))
+        entries = node["entry"]
+        count += len(entries)
+        # Only nested Bundles go on: a chart's hundreds of other resources are counted, not visited.
+        roots.extend(
+            resource
+            for entry in entries
+            if isinstance(entry, dict) and isinstance(resource := entry.get("resource"), dict) and resource.get("resourceType") == "Bundle"
+        )
     return count
 
 
