@@ -27,6 +27,8 @@ JSON_DEFAULTS = {"detail": {}, "phi": None, "facts": {}}
 """JSON columns and what is stored when a record has none."""
 
 DECISION_COLUMNS = [c.name for c in decisions.columns]
+_CREATED_AT = DECISION_COLUMNS.index("created_at")
+_JSON_COLUMNS = [(DECISION_COLUMNS.index(column), column) for column in JSON_DEFAULTS if column in DECISION_COLUMNS]
 CARD_COLUMNS = ["decision_id", "card_uuid", "outcome", "indicator", "summary"]
 RULE_COLUMNS = ["decision_id", "rule_id", "outcome", "reason", "facts"]
 
@@ -85,14 +87,10 @@ def prepare(records: Iterable[dict[str, Any]], created_at: Callable[[dict[str, A
         if record["id"] in seen:
             continue
         seen.add(record["id"])
-        row = []
-        for column in DECISION_COLUMNS:
-            if column == "created_at":
-                row.append(created_at(record))
-            elif column in JSON_DEFAULTS:
-                row.append(_json_text(record.get(column), column))
-            else:
-                row.append(record.get(column))
+        row = [record.get(column) for column in DECISION_COLUMNS]
+        row[_CREATED_AT] = created_at(record)
+        for index, column in _JSON_COLUMNS:
+            row[index] = _json_text(row[index], column)
         prepared.ids.append(record["id"])
         prepared.decisions.append(row)
         for card in record.get("cards", []):

@@ -176,8 +176,10 @@ class DecisionLog:
             except OSError as exc:
                 metrics.DECISION_LOG_FAILURES.inc()
                 log.error("decision-log queue full and spill failed; records lost (%s)", type(exc).__name__, extra={"records": len(overflow)})
+        idle = not self.queue  # a writer with records queued goes on until none is left: no wake-up needed
         self.queue.extend(records)
-        self._notify()
+        if idle:
+            self._notify()
 
     def _notify(self) -> None:
         if self._loop is None or self._wake is None:
