@@ -1,8 +1,9 @@
 """`make bench`: the service against a bare FastAPI baseline, measured in the same run.
 
 Both servers run under uvicorn with the same settings on loopback; a load generator (wrk when
-installed, else a small asyncio client) drives each case at 1 and 8 connections. Every figure
-is reported beside the baseline's and as a ratio, because absolute numbers depend on the machine.
+installed, else a small asyncio client) drives each case at 1 and 8 connections, in alternating
+rounds (`--rounds`, 3), and reports medians. Every figure is reported beside the baseline's and
+as a ratio, because absolute numbers depend on the machine.
 Results go to bench/results.json; a pyinstrument profile of the large chart to bench/profile.txt.
 """
 
@@ -349,9 +350,43 @@ def profile_large_chart(request: dict[str, Any], out: Path, runs: int = 300) -> 
 # --- the run ---------------------------------------------------------------------------------
 
 
+def compare(baseline: Server, service: Server, body: Path, connections: int, seconds: float, rounds: int) -> list[tuple[Load, Load]]:
+    """(baseline, service) figures of `rounds` back-to-back runs, the order alternating each round.
+
+    One run per server was the whole measurement before: the baseline alone moved by up to 12 %
+    between runs, and with it every ratio. Pairs taken close together share the machine's state.
+    """
+    pairs = []
+    for index in range(max(1, rounds)):
+        order = (baseline, service) if index % 2 == 0 else (service, baseline)
+        figures = {server.name: load(server.url, body, connections, seconds) for server in order}
+        pairs.append((figures["baseline"], figures["service"]))
+    return pairs
+
+
+def median_load(runs: list[Load]) -> Load:
+    """Median requests/s, p50 and p99 of runs of one server; requests and errors summed."""
+    return Load(
+        rps=statistics.median(r.rps for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        requests=sum(r.requests for r in runs),
+        errors=sum(r.errors for r in runs),
+        tool=runs[0].tool,
+    )
+
+
+def _median_ratio(pairs: list[tuple[Load, Load]], figure: str) -> float:
+    """Median over rounds of service/baseline for one figure (each round's pair ran back to back)."""
+    return round(statistics.median(getattr(s, figure) / getattr(b, figure) for b, s in pairs), 3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating runs of each server per case; figures are medians (the baseline moves by up to 12 %% between runs)"
+    )
     parser.add_argument("--memory-requests", type=int, default=100_000, help="requests for the RSS check (0 skips it)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="typical and large chart only")
@@ -385,19 +420,21 @@ def main() -> int:
             for connections in (1, 8):
                 for server in (baseline, service):
                     load(server.url, path, connections, 1.0)  # warm-up
-                figures = {server.name: load(server.url, path, connections, args.seconds) for server in (baseline, service)}
-                b, s = figures["baseline"], figures["service"]
+                rounds = compare(baseline, service, path, connections, args.seconds, args.rounds)
+                b, s = median_load([r[0] for r in rounds]), median_load([r[1] for r in rounds])
                 results["cases"][name][f"c{connections}"] = {
                     "baseline": asdict(b),
                     "service": asdict(s),
-                    "throughput_ratio": round(s.rps / b.rps, 3),
-                    "p50_ratio": round(s.p50_ms / b.p50_ms, 3),
-                    "p99_ratio": round(s.p99_ms / b.p99_ms, 3),
+                    "throughput_ratio": _median_ratio(rounds, "rps"),
+                    "p50_ratio": _median_ratio(rounds, "p50_ms"),
+                    "p99_ratio": _median_ratio(rounds, "p99_ms"),
+                    "rounds": [{"baseline": asdict(x), "service": asdict(y)} for x, y in rounds],
                 }
+                figures = results["cases"][name][f"c{connections}"]
                 print(
                     f"{name:42s} c={connections}  baseline {b.rps:8.0f} rps p50 {b.p50_ms:6.2f} p99 {b.p99_ms:6.2f} | "
                     f"service {s.rps:8.0f} rps p50 {s.p50_ms:6.2f} p99 {s.p99_ms:6.2f} | "
-                    f"ratio rps {s.rps / b.rps:5.2f} p99 {s.p99_ms / b.p99_ms:5.2f}  errors {s.errors}",
+                    f"ratio rps {figures['throughput_ratio']:5.2f} p99 {figures['p99_ratio']:5.2f}  errors {s.errors}",
                     flush=True,
                 )
         if args.memory_requests:
