@@ -19,13 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_service import __version__
 from cds_service.api import BODY_MODELS, calls, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
-from cds_service.routes import catalog, ops, ui
 from cds_service.edge import CatchAll, Edge
 from cds_service.errors import CDSError, Unauthorized
 from cds_service.fastjson import component_schemas
 from cds_service.fhir_client import close_shared
 from cds_service.limits import RequestLimits
 from cds_service.logging_setup import configure_logging
+from cds_service.routes import catalog, ops, ui
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings, get_settings
 
@@ -151,8 +151,8 @@ def telemetry_config(settings: Settings) -> TelemetryConfig:
     """FastAPI's own OpenTelemetry: spans and HTTP metrics only when asked for (CDS_OPENTELEMETRY).
 
     Its logs stay off in every case: they carry exception messages and, for validation failures,
-    the values sent, which can be patient data. Off, FastAPI skips its telemetry layer on every
-    request instead of looking for configured providers each time.
+    the values sent, which can be patient data. With all three off, FastAPI no longer looks for
+    configured providers on every request.
     """
     on = settings.opentelemetry
     return {"tracing": on, "metrics": on, "operation_spans": on, "logs": False}
