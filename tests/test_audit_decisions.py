@@ -5,13 +5,15 @@ Through the HTTP API with realistic FHIR, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from cds_service import fixtures as fx
 from cds_service.audit.pseudonym import patient_key
 from cds_service.errors import PrefetchFailed
 from tests.conftest import outcomes
-from tests.test_audit_support import SERVICE, all_text, db_url, feedback_body, rows, running  # noqa: F401
+from cds_service.models import Feedback
+from tests.test_audit_support import SERVICE, all_text, db_url, decision_log, feedback_body, rows, running, wait_until  # noqa: F401
 
 LOW_FERRITIN = [fx.condition("rls"), fx.ferritin(31.7, days_ago=20)]
 
@@ -218,3 +220,23 @@ def test_with_phi_on_values_are_stored(tmp_path, db_url):
     assert fired["start-oral-iron"]["facts"]["ferritin"]["values"]["value_ug_per_l"] == 31.7
     assert rows(db_url, "feedback")[0]["user_comment"] == "prefers to wait"
 
+
+
+def test_records_are_written_while_serving_whether_sent_from_the_loop_or_another_thread(tmp_path, db_url):
+    """The writer is woken only when its queue was empty (on the event loop), always from another
+    thread: no record may wait for the stop's flush to be written."""
+    with running(tmp_path, db_url) as client:
+        for ferritin in range(20, 60):  # a burst: most arrive while the writer has records queued
+            assert client.post(SERVICE, json=fx.cds_request([fx.condition("rls"), fx.ferritin(ferritin)])).status_code == 200
+        assert wait_until(lambda: len(rows(db_url, "decisions")) == 40), "decisions left waiting in the queue"
+        log = decision_log(client)
+        sent = [str(uuid.uuid4()) for _ in range(5)]
+
+        def from_another_thread() -> None:
+            for card in sent:
+                log.record_feedback("rls-iron-patient-view", Feedback.model_validate(feedback_body(card)))
+
+        worker = threading.Thread(target=from_another_thread)
+        worker.start()
+        worker.join()
+        assert wait_until(lambda: {r["card_uuid"] for r in rows(db_url, "feedback")} >= set(sent)), "feedback left waiting"

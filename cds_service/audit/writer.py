@@ -176,12 +176,11 @@ class DecisionLog:
             except OSError as exc:
                 metrics.DECISION_LOG_FAILURES.inc()
                 log.error("decision-log queue full and spill failed; records lost (%s)", type(exc).__name__, extra={"records": len(overflow)})
-        idle = not self.queue  # a writer with records queued goes on until none is left: no wake-up needed
+        idle = not self.queue
         self.queue.extend(records)
-        if idle:
-            self._notify()
+        self._notify(idle)
 
-    def _notify(self) -> None:
+    def _notify(self, idle: bool) -> None:
         if self._loop is None or self._wake is None:
             return
         try:
@@ -189,7 +188,10 @@ class DecisionLog:
         except RuntimeError:
             running = None
         if running is self._loop:
-            self._wake.set()
+            # On the loop the writer cannot be between its last look at the queue and its wait: one
+            # that had records queued goes on until none is left, so only an idle one needs waking.
+            if idle:
+                self._wake.set()
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
 
