@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import metrics
 from cds_service.ids import new_request_id
-from cds_service.limits import TrackedSend, send_json_error
+from cds_service.limits import send_json_error
 from cds_service.logging_setup import close_context, current_context, open_context
 
 log = logging.getLogger("cds_service.access")
@@ -144,6 +144,20 @@ class Edge:
         context = current_context()
         fields = {k: v for k, v in fields.items() if k not in context}
         log.log(level, "request", extra=fields)
+
+
+class TrackedSend:
+    """`send`, remembering whether the response has started: after that, a middleware that
+    catches an error can no longer answer with its own JSON body."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
 
 
 class CatchAll:

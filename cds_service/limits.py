@@ -31,20 +31,6 @@ async def send_json_error(send: Send, status: int, code: str, detail: str, heade
     await send({"type": "http.response.body", "body": body})
 
 
-class TrackedSend:
-    """`send`, remembering whether the response has started: after that, a middleware that
-    catches an error can no longer answer with its own JSON body."""
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-        await self.send(message)
-
-
 _NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
 
