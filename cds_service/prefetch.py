@@ -10,7 +10,6 @@ the request fails with 412 (`PrefetchFailed`) rather than being answered on part
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -94,14 +93,9 @@ def absent_keys(prefetch: Mapping[str, Any] | None, templates: Iterable[str]) ->
 
 def needs_fetch(request: CDSRequest) -> bool:
     """Whether `gather` would fetch anything for this request from `fhirServer`."""
-    return bool(absent_keys(request.prefetch, _template_keys()))
-
-
-@functools.cache
-def _template_keys() -> frozenset[str]:
     from cds_service.services import prefetch_templates
 
-    return frozenset(prefetch_templates())
+    return bool(absent_keys(request.prefetch, prefetch_templates()))
 
 
 def collect_values(prefetch: Mapping[str, Any], templates: Mapping[str, str]) -> PrefetchData:
@@ -118,7 +112,7 @@ def collect_values(prefetch: Mapping[str, Any], templates: Mapping[str, str]) ->
     return data
 
 
-def collect(request: CDSRequest, templates: dict[str, str]) -> PrefetchData:
+def collect(request: CDSRequest, templates: Mapping[str, str]) -> PrefetchData:
     """Resources from `prefetch`, without any fetch (absent keys are listed in `missing_keys`)."""
     return collect_values(request.prefetch or {}, templates)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Mapping
 
 from cds_service.engine.ruleset import RuleSet
@@ -28,11 +30,13 @@ PREFETCH_KEY_BY_TYPE: dict[str, str] = {
 """Which prefetch key of `prefetch_templates` holds each resource type (the EHR's side of the contract)."""
 
 
-def prefetch_templates() -> dict[str, str]:
-    """The prefetch keys every service asks for (a contract with EHR integrators)."""
+@functools.cache
+def prefetch_templates() -> Mapping[str, str]:
+    """The prefetch keys every service asks for (a contract with EHR integrators). Built once and
+    read-only: every request reads it (`prefetch.gather`, `prefetch.needs_fetch`)."""
     codes = ",".join(f"http://loinc.org|{code}" for code in lab_loinc_codes())
     patient = "{{context.patientId}}"
-    return {
+    return MappingProxyType({
         "patient": f"Patient/{patient}",
         "labs": f"Observation?patient={patient}&code={codes}",
         "conditions": f"Condition?patient={patient}",
@@ -40,7 +44,7 @@ def prefetch_templates() -> dict[str, str]:
         "medicationStatements": f"MedicationStatement?patient={patient}",
         "medicationAdministrations": f"MedicationAdministration?patient={patient}",
         "allergies": f"AllergyIntolerance?patient={patient}",
-    }
+    })
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class Service:
                 "Iron-deficiency work-up and oral-to-IV iron escalation for restless legs syndrome, "
                 f"with the safety rules on iron overload, children and pregnancy. Profile: {self.profile}."
             ),
-            prefetch=prefetch_templates(),
+            prefetch=dict(prefetch_templates()),
             extension={"profile": self.profile, "ruleset-version": self.ruleset.version},
         )
 

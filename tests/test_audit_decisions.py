@@ -11,8 +11,8 @@ import uuid
 from cds_service import fixtures as fx
 from cds_service.audit.pseudonym import patient_key
 from cds_service.errors import PrefetchFailed
-from tests.conftest import outcomes
 from cds_service.models import Feedback
+from tests.conftest import outcomes
 from tests.test_audit_support import SERVICE, all_text, db_url, decision_log, feedback_body, rows, running, wait_until  # noqa: F401
 
 LOW_FERRITIN = [fx.condition("rls"), fx.ferritin(31.7, days_ago=20)]
@@ -219,7 +219,6 @@ def test_with_phi_on_values_are_stored(tmp_path, db_url):
     fired = {r["rule_id"]: r for r in rows(db_url, "decision_rules")}
     assert fired["start-oral-iron"]["facts"]["ferritin"]["values"]["value_ug_per_l"] == 31.7
     assert rows(db_url, "feedback")[0]["user_comment"] == "prefers to wait"
-
 
 
 def test_records_are_written_while_serving_whether_sent_from_the_loop_or_another_thread(tmp_path, db_url):
