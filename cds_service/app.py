@@ -21,7 +21,7 @@ from cds_service.api import BODY_MODELS, calls, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
 from cds_service.edge import CatchAll, Edge
 from cds_service.errors import CDSError, Unauthorized
-from cds_service.fastjson import component_schemas
+from cds_service.fastjson import add_direct_routes, component_schemas
 from cds_service.fhir_client import close_shared
 from cds_service.limits import RequestLimits
 from cds_service.logging_setup import configure_logging
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("unexpected error", extra={"exc_type": type(exc).__name__})
         return _error(500, "internal-error", "the service could not answer; the error was logged")
 
-    app.include_router(calls)  # first: the routes called on every chart opening are matched first
+    add_direct_routes(app, calls)  # first: the routes called on every chart opening are matched first
     app.include_router(router)
     app.include_router(ops.router)
     app.include_router(catalog.router)

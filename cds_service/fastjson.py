@@ -13,7 +13,8 @@ Those routes are `DirectRoute`s: with no body parameter and no dependency left t
 per-request handler still cost about 25 us (dependency solving, which builds a Response and
 parses query string, headers and cookies whether or not anything asks for them). A DirectRoute
 calls its endpoint with the request and its path parameters; FastAPI still documents the route
-from its signature.
+from its signature. `add_direct_routes` puts them in the app's own router (an included router
+is one more matching layer on every request).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import inspect
 from typing import Any, Callable, Coroutine, TypeVar, get_type_hints
 
 import orjson
-from fastapi import Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
@@ -117,3 +118,17 @@ class DirectRoute(APIRoute):
             return await endpoint(**request.path_params, **{request_name: request})
 
         return handler
+
+
+def add_direct_routes(app: FastAPI, router: APIRouter) -> None:
+    """Put a router of DirectRoutes into the app's own router, instead of including it.
+
+    FastAPI includes a router as one more route, which matches by asking the router's own
+    routes: three more frames on every request to them, about 5 us in-process (a fifth of
+    FastAPI's cost for a trivial route). Only for DirectRoutes: they take no prefix, tags or
+    dependencies from an inclusion, so nothing an inclusion would add is lost.
+    """
+    for route in router.routes:
+        if not isinstance(route, DirectRoute):
+            raise TypeError(f"{getattr(route, 'path', route)}: only DirectRoutes are added directly")
+        app.router.routes.append(route)

@@ -11,11 +11,11 @@ import json
 from typing import Any, Iterator
 
 import pytest
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
 from cds_service import fixtures as fx
-from cds_service.fastjson import DirectRoute
+from cds_service.fastjson import DirectRoute, add_direct_routes
 from tests.conftest import outcomes, serve
 
 SERVICE = "/cds-services/rls-iron-patient-view"
@@ -169,3 +169,21 @@ def test_a_direct_route_refuses_endpoints_it_could_not_call_faithfully(endpoint)
     router = APIRouter(route_class=DirectRoute)
     with pytest.raises(TypeError, match="DirectRoute"):
         router.add_api_route("/x/{service_id}", endpoint, methods=["POST"])
+
+
+def test_only_direct_routes_go_into_the_app_router_directly():
+    """`add_direct_routes` skips what an inclusion would apply: refused for any other route."""
+
+    async def plain(request: Request) -> Response:
+        return Response()
+
+    router = APIRouter()
+    router.add_api_route("/x", plain, methods=["POST"])
+    with pytest.raises(TypeError, match="DirectRoutes"):
+        add_direct_routes(FastAPI(), router)
+
+
+def test_the_service_calls_are_matched_by_the_app_router_itself(client):
+    """No included-router layer between the app and the routes called on every chart opening."""
+    direct = [route.path for route in client.app.router.routes if isinstance(route, DirectRoute)]
+    assert direct == ["/cds-services/{service_id}", "/cds-services/{service_id}/feedback"]
