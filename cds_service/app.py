@@ -10,7 +10,6 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
@@ -19,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_service import __version__
 from cds_service.api import BODY_MODELS, calls, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
+from cds_service.cors import add_cors
 from cds_service.edge import CatchAll, Edge
 from cds_service.errors import CDSError, Unauthorized
 from cds_service.fastjson import add_direct_routes, component_schemas
@@ -131,19 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if verifier is not None:
         app.add_middleware(AuthGate, verifier=verifier)  # before any body is read
-    origins = settings.cors_origin_list
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id"],
-            max_age=600,
-            # Chrome's preflight from a public page (the CDS Hooks sandbox) to localhost asks this.
-            allow_private_network=settings.development,
-        )
-    app.add_middleware(Edge, services=set(runtime.services), hsts=(settings.public_url or "").startswith("https://"))
+    cors = add_cors(app, settings)
+    app.add_middleware(Edge, services=set(runtime.services), hsts=(settings.public_url or "").startswith("https://"), vary_origin=cors)
     return app
 
 

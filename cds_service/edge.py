@@ -75,13 +75,18 @@ def security_headers(csp: str, hsts: bool) -> list[tuple[bytes, bytes]]:
 
 class Edge:
     """Request id in and out, security headers (no-store except /static), access log, HTTP
-    metrics, and a JSON 500 for errors raised by a middleware (CatchAll handles the application's)."""
+    metrics, and a JSON 500 for errors raised by a middleware (CatchAll handles the application's).
 
-    def __init__(self, app: ASGIApp, services: set[str] | None = None, hsts: bool = False) -> None:
+    With `vary_origin` (CORS configured), every answer says `Vary: Origin`: requests without an
+    `Origin` skip the CORS layer (cds_service.cors), which would otherwise have said it.
+    """
+
+    def __init__(self, app: ASGIApp, services: set[str] | None = None, hsts: bool = False, vary_origin: bool = False) -> None:
         self.app = app
         self.services = services or set()
-        self._api_headers = security_headers(API_CSP, hsts)
-        self._docs_headers = security_headers(DOCS_CSP, hsts)
+        vary = [(b"vary", b"Origin")] if vary_origin else []
+        self._api_headers = security_headers(API_CSP, hsts) + vary
+        self._docs_headers = security_headers(DOCS_CSP, hsts) + vary
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

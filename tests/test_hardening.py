@@ -214,6 +214,21 @@ def test_development_mode_allows_any_origin(tmp_path):
         assert "authorization" in response.headers["access-control-allow-headers"].lower()
 
 
+def test_only_browser_requests_pass_through_cors_and_every_answer_varies_by_origin(tmp_path):
+    """Calls without an Origin (an EHR's server) skip the CORS layer; the answer still says
+    `Vary: Origin`, as Starlette's CORS would have, so that no cache hands it to a browser."""
+    with build_client(tmp_path, mode="development") as client:
+        server = client.post(SERVICE, json=fx.cds_request([fx.condition("rls")]))
+        assert server.status_code == 200
+        assert "access-control-allow-origin" not in server.headers
+        assert server.headers["vary"] == "Origin"
+        browser = client.post(SERVICE, json=fx.cds_request([fx.condition("rls")]), headers={"Origin": "http://localhost:3000"})
+        assert browser.status_code == 200
+        assert browser.headers["access-control-allow-origin"] in ("*", "http://localhost:3000")
+        assert [v.strip() for v in browser.headers["vary"].split(",")] == ["Origin"]
+        assert "x-request-id" in browser.headers["access-control-expose-headers"].lower()
+
+
 def test_preflight_needs_no_token_when_jwt_is_on(tmp_path):
     clients = tmp_path / "clients.json"
     clients.write_text(json.dumps({"clients": [{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}]}))
