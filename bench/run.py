@@ -390,6 +390,7 @@ def main() -> int:
     parser.add_argument("--memory-requests", type=int, default=100_000, help="requests for the RSS check (0 skips it)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="typical and large chart only")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (bodies, the service's decision log)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="cds-bench-"))
@@ -444,6 +445,10 @@ def main() -> int:
     finally:
         baseline.stop()
         service.stop()
+        if args.keep:
+            print(f"kept {workdir}", flush=True)
+        else:  # the decision log of a full run grows to a few gigabytes
+            shutil.rmtree(workdir, ignore_errors=True)
 
     large = large_chart_request()
     results["stages_us"] = {"typical": stage_figures(typical_request()), "large_chart": stage_figures(large)}
