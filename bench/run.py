@@ -45,6 +45,10 @@ class Load:
     requests: int
     errors: int
     tool: str
+    backlog_at_end: int | None = None
+    """Decision records still queued when the run ended (the service's writer lagging behind)."""
+    drain_s: float | None = None
+    """Seconds the writer then took to write them, before the next run started."""
 
 
 def free_port() -> int:
@@ -90,6 +94,31 @@ class Server:
             match = re.search(r"VmRSS:\s+(\d+) kB", status)
             total += int(match.group(1)) if match else 0
         return total
+
+    def decision_log_backlog(self) -> int | None:
+        """Records queued for the decision log (the worker's /metrics answer); None without one."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2.0).text
+        except httpx.HTTPError:
+            return None
+        match = re.search(r"^cds_decision_log_backlog (\S+)$", text, re.MULTILINE)
+        return int(float(match.group(1))) if match else None
+
+    def drain(self, timeout: float = 60.0) -> tuple[int | None, float]:
+        """(backlog now, seconds until it was written): wait for the decision log to catch up.
+
+        Under load the writer falls up to about a second behind (bounded; it catches up when
+        the loop is idle). Without this wait, that catching up ran during the next run, which
+        is the baseline's every other round: the baseline was slowed and the ratio flattered.
+        Several workers answer /metrics in turn, so the backlog must read 0 three times running.
+        """
+        first = self.decision_log_backlog()
+        started = time.perf_counter()
+        zeros = 0
+        while first is not None and zeros < 3 and time.perf_counter() - started < timeout:
+            zeros = zeros + 1 if self.decision_log_backlog() == 0 else 0
+            time.sleep(0.02)
+        return first, round(time.perf_counter() - started, 3)
 
     def stop(self) -> None:
         try:
@@ -359,7 +388,11 @@ def compare(baseline: Server, service: Server, body: Path, connections: int, sec
     pairs = []
     for index in range(max(1, rounds)):
         order = (baseline, service) if index % 2 == 0 else (service, baseline)
-        figures = {server.name: load(server.url, body, connections, seconds) for server in order}
+        figures = {}
+        for server in order:
+            figures[server.name] = load(server.url, body, connections, seconds)
+            if server is service:  # its decision log catches up before anything else is measured
+                figures[server.name].backlog_at_end, figures[server.name].drain_s = service.drain()
         pairs.append((figures["baseline"], figures["service"]))
     return pairs
 
@@ -421,6 +454,7 @@ def main() -> int:
             for connections in (1, 8):
                 for server in (baseline, service):
                     load(server.url, path, connections, 1.0)  # warm-up
+                service.drain()
                 rounds = compare(baseline, service, path, connections, args.seconds, args.rounds)
                 b, s = median_load([r[0] for r in rounds]), median_load([r[1] for r in rounds])
                 results["cases"][name][f"c{connections}"] = {
@@ -430,12 +464,14 @@ def main() -> int:
                     "p50_ratio": _median_ratio(rounds, "p50_ms"),
                     "p99_ratio": _median_ratio(rounds, "p99_ms"),
                     "rounds": [{"baseline": asdict(x), "service": asdict(y)} for x, y in rounds],
+                    "decision_log_backlog_at_end_max": max((y.backlog_at_end or 0) for _, y in rounds),
                 }
                 figures = results["cases"][name][f"c{connections}"]
                 print(
                     f"{name:42s} c={connections}  baseline {b.rps:8.0f} rps p50 {b.p50_ms:6.2f} p99 {b.p99_ms:6.2f} | "
                     f"service {s.rps:8.0f} rps p50 {s.p50_ms:6.2f} p99 {s.p99_ms:6.2f} | "
-                    f"ratio rps {figures['throughput_ratio']:5.2f} p99 {figures['p99_ratio']:5.2f}  errors {s.errors}",
+                    f"ratio rps {figures['throughput_ratio']:5.2f} p99 {figures['p99_ratio']:5.2f}  errors {s.errors}  "
+                    f"log backlog {figures['decision_log_backlog_at_end_max']}",
                     flush=True,
                 )
         if args.memory_requests:
