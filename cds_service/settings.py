@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///./var/decisions.db", description="decision log database (SQLAlchemy URL)")
     decision_log_phi: bool = Field(False, description="store patient values in the decision log")
+    decision_log_process: bool = Field(
+        True, description="SQLite: write the decision log from a child process of each worker (else from a thread)"
+    )
     patient_key_secret: str = Field(
         DEVELOPMENT_PATIENT_KEY, description="HMAC key for the pseudonymous patient key in the decision log"
     )

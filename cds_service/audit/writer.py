@@ -1,5 +1,8 @@
 """The decision log: record_* enqueue and return; a background task writes batches off the event loop.
 
+Batches are written by a writer process on SQLite and from a thread on a server database
+(cds_service.audit.writing).
+
 The clinical answer never waits for the database and never fails because of it. While the database
 is down, records stay in a bounded in-memory queue and the writer retries with backoff (counting
 `cds_decision_log_write_failures_total`, publishing `cds_decision_log_backlog`). A clean stop
@@ -21,6 +24,7 @@ from cds_service.audit.records import decision_record, failure_record, feedback_
 from cds_service.audit.spill import SpillFile, default_spill_dir, sqlite_path
 from cds_service.audit.sqlite_bulk import Prepared
 from cds_service.audit.store import Store
+from cds_service.audit.writing import ProcessWriter, ThreadWriter
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -62,6 +66,7 @@ class DecisionLog:
         self.queue: deque[dict[str, Any]] = deque()
         self.spill = SpillFile(spill_dir or default_spill_dir(settings.database_url))
         self.store: Store | None = None
+        self._writer: ThreadWriter | ProcessWriter | None = None
         self.clock: Callable[[], "datetime"] = now_utc
         self.db_ok = True
         self.ruleset_version = _ruleset_version(settings)
@@ -83,6 +88,10 @@ class DecisionLog:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.store = Store(self.settings.database_url)
+        if self.embedded and self.settings.decision_log_process:
+            self._writer = ProcessWriter(self.settings.database_url, self.settings.log_level, self.settings.log_json)
+        else:
+            self._writer = ThreadWriter(self.store)
         try:
             records, files = await asyncio.to_thread(self.spill.take_for_replay)
         except OSError as exc:
@@ -124,6 +133,8 @@ class DecisionLog:
                 log.warning("decision-log records spilled to file for replay at next start", extra={"records": len(remaining), "file": str(self.spill.path)})
             except OSError as exc:
                 log.error("decision-log records could not be spilled and are lost (%s)", type(exc).__name__, extra={"records": len(remaining)})
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.close, self.flush_timeout)
         if self.store is not None:
             self.store.dispose()
 
@@ -232,18 +243,21 @@ class DecisionLog:
             delay = min(delay * 2, self.retry_max)
 
     async def _write_next(self) -> bool:
-        # Written from a thread, so that neither a slow network nor a disk stalls answers. On
-        # SQLite a whole batch is a few statements (audit/sqlite_bulk.py): a row-by-row insert
-        # from a thread starved beside a busy loop (each row took the GIL back after a switch
-        # interval) and the backlog grew without bound.
+        # Handed to a thread (which waits on the writer process, or writes), so that neither a
+        # slow network nor a disk stalls answers. From a thread, SQLite gets a whole batch in a
+        # few statements (audit/sqlite_bulk.py): a row-by-row insert starved beside a busy loop
+        # (each row took the GIL back after a switch interval) and the backlog grew without bound.
         # Indexing (not iterating) tolerates appends from another thread while the batch is taken.
+        assert self._writer is not None
         batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
         try:
-            prepared = await self._prepare(batch) if self.store is not None and self.store.bulk else None
-            await asyncio.to_thread(self._write_batch, batch, prepared)
+            prepared = await self._prepare(batch) if self._writer.prepares_on_loop else None
+            refused = await asyncio.to_thread(self._writer.write, batch, prepared)
+            if refused:
+                await asyncio.to_thread(self._reject, refused)
         except Exception as exc:
             if self.db_ok:
-                log.warning("decision-log database unavailable; records kept for retry (%s)", type(exc).__name__, extra={"backlog": len(self.queue)})
+                log.warning("decision-log batch not written; records kept for retry (%s)", type(exc).__name__, extra={"backlog": len(self.queue)})
             self.db_ok = False
             metrics.DECISION_LOG_FAILURES.inc()
             return False
@@ -271,26 +285,6 @@ class DecisionLog:
                 return None  # a malformed record: the thread writes one by one and sets it aside
             await asyncio.sleep(0)
         return prepared
-
-    def _write_batch(self, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> None:
-        """On a worker thread. Raises while the database is unreachable; isolates records it refuses."""
-        assert self.store is not None
-        self.store.ensure_ready()
-        try:
-            self.store.write(batch, prepared)
-            return
-        except Exception:
-            if not self.store.ping():
-                raise
-        # The database is up but refused the batch: write one by one, set aside what it refuses
-        # (a malformed or oversized record must not hold every record behind it).
-        for record in batch:
-            try:
-                self.store.write([record])
-            except Exception:
-                if not self.store.ping():
-                    raise
-                self._reject([record])
 
     def _reject(self, records: list[dict[str, Any]]) -> None:
         metrics.DECISION_LOG_FAILURES.inc(len(records))

@@ -1,0 +1,212 @@
+"""How a batch of decision-log records reaches the database: on a thread, or in a writer process.
+
+`write_batch` is the one way a batch is written: in one transaction and, when the database is up
+but refuses the batch, record by record, returning the records it refuses so that the decision
+log sets them aside and one bad record never holds up the others. It raises while the database
+is unreachable. Writes skip records already stored, so a batch may be written again.
+
+`ThreadWriter` runs it where it is called (the decision log calls it through `asyncio.to_thread`).
+`ProcessWriter`, the default on SQLite, runs it in a child process (`python -m
+cds_service.audit.writing`), started on first use and again after it ended. Why: from a thread,
+SQLite's work shares the worker's GIL, taking it back after every call into it beside a busy
+event loop. Under load that thread fell about a second (3,000 records, lost in a crash) behind;
+the child stays within about 0.1 s, and the worker's main thread spends 7 % less CPU a request
+(docs/performance.md). A server database (PostgreSQL) does that work in its own process already.
+
+The child reads length-prefixed JSON frames on stdin (its settings, then one batch per frame)
+and answers each batch on stdout with the records refused, or the type of the error that stopped
+it. It ignores SIGINT and SIGTERM, which reach the whole process group on Ctrl-C or `kill -TERM
+-pgid`: it ends when its stdin closes, after the batch in hand, so the worker's last flush is
+written rather than cut off.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from typing import IO, Any
+
+import orjson
+
+from cds_service.audit.sqlite_bulk import Prepared
+from cds_service.audit.store import Store
+
+log = logging.getLogger("cds_service.audit")
+
+_LENGTH = struct.Struct(">I")
+
+
+def write_batch(store: Store, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> list[dict[str, Any]]:
+    """Write the batch; return the records the database refused while it was up. Raises while
+    it is unreachable."""
+    store.ensure_ready()
+    try:
+        store.write(batch, prepared)
+        return []
+    except Exception:
+        if not store.ping():
+            raise
+    refused = []
+    for record in batch:
+        try:
+            store.write([record])
+        except Exception:
+            if not store.ping():
+                raise
+            refused.append(record)
+    return refused
+
+
+class ThreadWriter:
+    """`write_batch` on the calling thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def prepares_on_loop(self) -> bool:
+        """SQLite rows are best prepared on the event loop, a few records at a time (DecisionLog):
+        on this thread, that Python work would hold the GIL against the loop."""
+        return self.store.bulk
+
+    def write(self, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> list[dict[str, Any]]:
+        return write_batch(self.store, batch, prepared)
+
+    def close(self, timeout: float) -> None:
+        """Nothing to stop: the store is disposed of by its owner."""
+
+
+class WriterProcessEnded(Exception):
+    """The writer process ended or answered nonsense; the batch is kept and retried."""
+
+
+class DatabaseUnreachable(Exception):
+    """The writer process could not reach the database (the message is the error's type)."""
+
+
+class ProcessWriter:
+    """`write_batch` in a child process. One batch at a time; thread-safe."""
+
+    prepares_on_loop = False
+    """The child turns records into rows itself: that work leaves the serving process too."""
+
+    def __init__(self, database_url: str, log_level: str = "INFO", log_json: bool = True) -> None:
+        self._settings = {"database_url": database_url, "log_level": log_level, "log_json": log_json}
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    def write(self, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            child = self._child if self._child is not None and self._child.poll() is None else self._start()
+            try:
+                assert child.stdin is not None and child.stdout is not None
+                send_frame(child.stdin, {"records": batch})
+                answer = receive_frame(child.stdout)
+            except (OSError, EOFError, ValueError) as exc:
+                self._stop(child, timeout=0)
+                raise WriterProcessEnded(type(exc).__name__) from exc
+            if not isinstance(answer, dict):
+                self._stop(child, timeout=0)
+                raise WriterProcessEnded("no answer")
+            if "error" in answer:
+                raise DatabaseUnreachable(str(answer["error"]))
+            return list(answer.get("rejected") or [])
+
+    def close(self, timeout: float) -> None:
+        """Let the child finish its batch and end (its stdin closes); killed after `timeout`."""
+        if not self._lock.acquire(timeout=timeout):  # a write still in hand: cut it off
+            if self._child is not None:
+                self._child.kill()
+            return
+        try:
+            if self._child is not None:
+                self._stop(self._child, timeout)
+        finally:
+            self._lock.release()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cds_service.audit.writing"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdin is not None
+        send_frame(child.stdin, self._settings)
+        self._child = child
+        log.info("decision-log writer process started", extra={"pid": child.pid})
+        return child
+
+    def _stop(self, child: subprocess.Popen[bytes], timeout: float) -> None:
+        for stream in (child.stdin, child.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if self._child is child:
+            self._child = None
+
+
+def send_frame(stream: IO[bytes], value: Any) -> None:
+    payload = orjson.dumps(value)
+    stream.write(_LENGTH.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def receive_frame(stream: IO[bytes]) -> Any:
+    """The next frame's value; None at a clean end of stream. EOFError when cut mid-frame."""
+    header = stream.read(_LENGTH.size)
+    if not header:
+        return None
+    if len(header) < _LENGTH.size:
+        raise EOFError("stream ended inside a frame header")
+    (length,) = _LENGTH.unpack(header)
+    payload = stream.read(length)
+    if len(payload) < length:
+        raise EOFError("stream ended inside a frame")
+    return orjson.loads(payload)
+
+
+def serve(source: IO[bytes], sink: IO[bytes]) -> None:
+    """The child's loop: settings, then batches until the parent closes the stream."""
+    settings = receive_frame(source)
+    if settings is None:
+        return
+    from cds_service.logging_setup import configure_logging
+
+    configure_logging(settings["log_level"], settings["log_json"])
+    store = Store(settings["database_url"])
+    try:
+        while (message := receive_frame(source)) is not None:
+            try:
+                answer: dict[str, Any] = {"rejected": write_batch(store, message["records"])}
+            except Exception as exc:  # the database is unreachable: the parent keeps the batch
+                answer = {"error": type(exc).__name__}
+            send_frame(sink, answer)
+    finally:
+        store.dispose()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # the protocol owns stdout: a stray print must not corrupt it
+    serve(source, sink)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""On SQLite the decision log is written by a child process of the worker (cds_service.audit.writing).
+
+What must hold: every record still reaches the database, a writer process that dies is replaced
+without losing the batch it held, Ctrl-C or a TERM to the process group does not cut off the
+last flush, and nothing is left running after the app stops.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+
+import pytest
+
+from cds_service import fixtures as fx
+from cds_service.audit.writing import ProcessWriter, ThreadWriter, receive_frame, send_frame
+from tests.test_audit_support import SERVICE, decision_log, rows, running, wait_until
+
+LOW_FERRITIN = [fx.condition("rls"), fx.ferritin(31.7, days_ago=20)]
+
+
+def _decide(client) -> str:
+    response = client.post(SERVICE, json=fx.cds_request(LOW_FERRITIN))
+    assert response.status_code == 200
+    return response.json()["extension"]["decision-id"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'db' / 'decisions.db'}"
+
+
+def test_records_are_written_by_a_child_process_that_ends_with_the_app(tmp_path, sqlite_url):
+    with running(tmp_path, sqlite_url) as client:
+        log = decision_log(client)
+        ids = [_decide(client) for _ in range(3)]
+        assert wait_until(lambda: log.backlog == 0)
+        assert isinstance(log._writer, ProcessWriter)
+        pid = log._writer.pid
+        assert pid is not None and pid != os.getpid() and _alive(pid)
+    assert {r["id"] for r in rows(sqlite_url, "decisions")} == set(ids)
+    assert not _alive(pid), "the writer process ends when the app stops"
+
+
+def test_a_writer_process_that_dies_is_replaced_and_no_record_is_lost(tmp_path, sqlite_url):
+    with running(tmp_path, sqlite_url) as client:
+        log = decision_log(client)
+        ids = [_decide(client)]
+        assert wait_until(lambda: log.backlog == 0)
+        first = log._writer.pid
+        os.kill(first, signal.SIGKILL)
+        ids += [_decide(client) for _ in range(3)]
+        assert wait_until(lambda: log.backlog == 0), "the batch is retried with a new writer process"
+        assert log._writer.pid not in (None, first)
+    assert {r["id"] for r in rows(sqlite_url, "decisions")} == set(ids)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_writer_process_outlives_a_signal_to_its_process_group(tmp_path, sqlite_url, signum):
+    """Ctrl-C in `make serve`, or a TERM to the group, reaches the child too; the worker still
+    needs it for its last flush, so the child ends only when the worker closes its stdin."""
+    with running(tmp_path, sqlite_url) as client:
+        log = decision_log(client)
+        ids = [_decide(client)]
+        assert wait_until(lambda: log.backlog == 0)
+        pid = log._writer.pid
+        os.kill(pid, signum)
+        time.sleep(0.2)
+        assert _alive(pid)
+        ids.append(_decide(client))
+        assert wait_until(lambda: log.backlog == 0)
+        assert log._writer.pid == pid
+    assert {r["id"] for r in rows(sqlite_url, "decisions")} == set(ids)
+
+
+def test_the_thread_writer_is_kept_as_an_option(tmp_path, sqlite_url):
+    with running(tmp_path, sqlite_url, decision_log_process=False) as client:
+        log = decision_log(client)
+        ids = [_decide(client) for _ in range(2)]
+        assert wait_until(lambda: log.backlog == 0)
+        assert isinstance(log._writer, ThreadWriter)
+    assert {r["id"] for r in rows(sqlite_url, "decisions")} == set(ids)
+
+
+def test_frames_end_cleanly_only_between_frames():
+    stream = io.BytesIO()
+    send_frame(stream, {"records": [{"id": "a"}]})
+    whole = stream.getvalue()
+    assert receive_frame(io.BytesIO(whole)) == {"records": [{"id": "a"}]}
+    assert receive_frame(io.BytesIO(b"")) is None
+    for cut in (2, len(whole) - 1):
+        with pytest.raises(EOFError):
+            receive_frame(io.BytesIO(whole[:cut]))
