@@ -105,7 +105,11 @@ class ProcessWriter:
 
     def write(self, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            child = self._child if self._child is not None and self._child.poll() is None else self._start()
+            child = self._child
+            if child is None or child.poll() is not None:
+                if child is not None:
+                    self._stop(child, timeout=0)  # ended on its own: close its pipes
+                child = self._start()
             try:
                 assert child.stdin is not None and child.stdout is not None
                 send_frame(child.stdin, {"records": batch})
@@ -138,9 +142,13 @@ class ProcessWriter:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        assert child.stdin is not None
-        send_frame(child.stdin, self._settings)
         self._child = child
+        try:
+            assert child.stdin is not None
+            send_frame(child.stdin, self._settings)
+        except OSError as exc:
+            self._stop(child, timeout=0)
+            raise WriterProcessEnded(type(exc).__name__) from exc
         log.info("decision-log writer process started", extra={"pid": child.pid})
         return child
 
@@ -190,7 +198,7 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     configure_logging(settings["log_level"], settings["log_json"])
     store = Store(settings["database_url"])
     try:
-        while (message := receive_frame(source)) is not None:
+        while (message := _next_batch(source)) is not None:
             try:
                 answer: dict[str, Any] = {"rejected": write_batch(store, message["records"])}
             except Exception as exc:  # the database is unreachable: the parent keeps the batch
@@ -198,6 +206,13 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
             send_frame(sink, answer)
     finally:
         store.dispose()
+
+
+def _next_batch(source: IO[bytes]) -> Any:
+    try:
+        return receive_frame(source)
+    except EOFError:  # the worker died mid-frame: nothing more will come
+        return None
 
 
 def main() -> None:
