@@ -12,6 +12,10 @@ from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index
 
 metadata = MetaData()
 
+DECISION = "decision"
+FEEDBACK = "feedback"
+"""The kinds of record the log is handed (`records.py`): a decision, or a feedback item."""
+
 decisions = Table(
     "decisions",
     metadata,

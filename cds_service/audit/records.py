@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from cds_service.audit.banding import rule_fact_values
+from cds_service.audit.models import DECISION, FEEDBACK
 from cds_service.audit.pseudonym import patient_key, redact_reference, redact_text
 from cds_service.ids import new_id
 
@@ -18,9 +19,6 @@ if TYPE_CHECKING:
     from cds_service.models import Feedback
     from cds_service.pipeline import Evaluation
     from cds_service.settings import Settings
-
-DECISION = "decision"
-FEEDBACK = "feedback"
 
 
 def clip(value: Any, length: int) -> str | None:

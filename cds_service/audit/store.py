@@ -18,8 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit import sqlite_bulk
-from cds_service.audit.models import decision_cards, decision_rules, decisions, feedback
-from cds_service.audit.records import DECISION, FEEDBACK
+from cds_service.audit.models import DECISION, FEEDBACK, decision_cards, decision_rules, decisions, feedback
 
 log = logging.getLogger("cds_service.audit")
 
