@@ -84,9 +84,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}/cds-services/{SERVICE_ID}"
 
     def rss_kb(self) -> int:
-        """Resident memory of the server and its worker processes."""
+        """Resident memory of the server and every process under it (workers, decision-log writers)."""
         total = 0
-        for pid in [self.proc.pid, *children(self.proc.pid)]:
+        for pid in descendants(self.proc.pid):
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -134,6 +134,15 @@ def children(pid: int) -> list[int]:
     except FileNotFoundError:
         return []
     return [int(p) for p in out.split()]
+
+
+def descendants(pid: int) -> list[int]:
+    """The process and all the processes under it."""
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children(parent)]
+        found += frontier
+    return found
 
 
 def start_servers(workdir: Path, workers: int) -> tuple[Server, Server]:
