@@ -44,12 +44,15 @@ def _without_ids(table_rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "id" or isinstance(v, str)} for row in table_rows]
 
 
+@pytest.mark.parametrize("bound", [False, True], ids=["json_each", "bound rows"])
 @pytest.mark.parametrize("phi", [False, True], ids=["bands", "phi"])
-def test_bulk_rows_read_back_like_sqlalchemy_rows(tmp_path, phi):
+def test_bulk_rows_read_back_like_sqlalchemy_rows(tmp_path, phi, bound):
     records = _records(tmp_path, phi)
     assert any(r["cards"] for r in records) and any(r["fired"] for r in records) and any(not r["cards"] for r in records)
     bulk_url, core_url = f"sqlite:///{tmp_path / 'bulk.db'}", f"sqlite:///{tmp_path / 'core.db'}"
-    Store(bulk_url).write(records)
+    bulk = Store(bulk_url)
+    bulk.bind_rows = bound
+    bulk.write(records)
     core = Store(core_url)
     core.ensure_ready()
     with core.engine.begin() as connection:
@@ -60,10 +63,12 @@ def test_bulk_rows_read_back_like_sqlalchemy_rows(tmp_path, phi):
         assert len(bulk_rows) >= len(records) if table == "decisions" else True
 
 
-def test_a_batch_written_twice_is_stored_once(tmp_path):
+@pytest.mark.parametrize("bound", [False, True], ids=["json_each", "bound rows"])
+def test_a_batch_written_twice_is_stored_once(tmp_path, bound):
     records = _records(tmp_path, False)
     url = f"sqlite:///{tmp_path / 'd.db'}"
     store = Store(url)
+    store.bind_rows = bound
     store.write(records)
     store.write(records + [dict(records[0], id=str(uuid.uuid4()))])
     assert len(rows(url, "decisions")) == len(records) + 1

@@ -89,6 +89,9 @@ class Store:
         self.migrated = False
         self.json1 = False
         """SQLite's JSON functions answer (checked once the schema is migrated; see `bulk`)."""
+        self.bind_rows = False
+        """SQLite bulk rows bound one by one rather than expanded from JSON (`sqlite_bulk.insert_bound`):
+        set by the writer process, where no event loop waits for the GIL."""
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class Store:
                 rows = prepared if prepared is not None else self.prepare(decision_records)
                 stored = sqlite_bulk.stored_ids(connection, rows.ids)
                 rows = rows.without(stored) if stored else rows
-                sqlite_bulk.insert(connection, rows)
+                (sqlite_bulk.insert_bound if self.bind_rows else sqlite_bulk.insert)(connection, rows)
                 cards = [{"decision_id": c[0], "card_uuid": c[1], "outcome": c[2]} for c in rows.cards]
             else:
                 stored = self._existing(connection, decisions.c.id, [r["id"] for r in decision_records])
