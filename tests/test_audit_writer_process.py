@@ -101,3 +101,16 @@ def test_frames_end_cleanly_only_between_frames():
     for cut in (2, len(whole) - 1):
         with pytest.raises(EOFError):
             receive_frame(io.BytesIO(whole[:cut]))
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+def test_a_record_that_is_not_json_is_set_aside_and_the_others_are_written(tmp_path, sqlite_url, process):
+    """Neither writer may retry a whole batch for ever because one record cannot be stored."""
+    with running(tmp_path, sqlite_url, decision_log_process=process) as client:
+        log = decision_log(client)
+        log._enqueue([{"kind": "decision", "id": "not-json", "detail": {"values": {1, 2}}}])
+        good = _decide(client)
+        assert wait_until(lambda: log.backlog == 0)
+    assert [r["id"] for r in rows(sqlite_url, "decisions")] == [good]
+    rejected = (tmp_path / "spill" / "decision-log.rejected.jsonl").read_text()
+    assert '"not-json"' in rejected

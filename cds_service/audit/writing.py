@@ -104,6 +104,9 @@ class ProcessWriter:
         return self._child.pid if self._child is not None else None
 
     def write(self, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> list[dict[str, Any]]:
+        payload, unsendable = _encoded(batch)
+        if payload is None:
+            return unsendable
         with self._lock:
             child = self._child
             if child is None or child.poll() is not None:
@@ -112,7 +115,7 @@ class ProcessWriter:
                 child = self._start()
             try:
                 assert child.stdin is not None and child.stdout is not None
-                send_frame(child.stdin, {"records": batch})
+                send_payload(child.stdin, payload)
                 answer = receive_frame(child.stdout)
             except (OSError, EOFError, ValueError) as exc:
                 self._stop(child, timeout=0)
@@ -122,7 +125,7 @@ class ProcessWriter:
                 raise WriterProcessEnded("no answer")
             if "error" in answer:
                 raise DatabaseUnreachable(str(answer["error"]))
-            return list(answer.get("rejected") or [])
+            return unsendable + list(answer.get("rejected") or [])
 
     def close(self, timeout: float) -> None:
         """Let the child finish its batch and end (its stdin closes); killed after `timeout`."""
@@ -168,8 +171,28 @@ class ProcessWriter:
             self._child = None
 
 
+def _encoded(batch: list[dict[str, Any]]) -> tuple[bytes | None, list[dict[str, Any]]]:
+    """The batch's frame (None when no record is left) and the records that are not JSON: one
+    that cannot be sent is refused, as the database refuses one it cannot store, rather than
+    holding up the batch forever."""
+    try:
+        return orjson.dumps({"records": batch}), []
+    except TypeError:
+        sendable, refused = [], []
+        for record in batch:
+            try:
+                orjson.dumps(record)
+                sendable.append(record)
+            except TypeError:
+                refused.append(record)
+        return (orjson.dumps({"records": sendable}) if sendable else None), refused
+
+
 def send_frame(stream: IO[bytes], value: Any) -> None:
-    payload = orjson.dumps(value)
+    send_payload(stream, orjson.dumps(value))
+
+
+def send_payload(stream: IO[bytes], payload: bytes) -> None:
     stream.write(_LENGTH.pack(len(payload)) + payload)
     stream.flush()
 
