@@ -107,9 +107,9 @@ class Server:
     def drain(self, timeout: float = 60.0) -> tuple[int | None, float]:
         """(backlog now, seconds until it was written): wait for the decision log to catch up.
 
-        Under load the writer falls up to about a second behind (bounded; it catches up when
-        the loop is idle). Without this wait, that catching up ran during the next run, which
-        is the baseline's every other round: the baseline was slowed and the ratio flattered.
+        Under load the writer falls behind (about a second from a thread, a few hundred records
+        as a process). Without this wait, its catching up ran during the next run, which is the
+        baseline's every other round: the baseline was slowed and the ratio flattered.
         Several workers answer /metrics in turn, so the backlog must read 0 three times running.
         """
         first = self.decision_log_backlog()
