@@ -92,6 +92,77 @@ def test_the_thread_writer_is_kept_as_an_option(tmp_path, sqlite_url):
     assert {r["id"] for r in rows(sqlite_url, "decisions")} == set(ids)
 
 
+def _nice(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+WORKER_NICE = _nice(0)
+YIELDING_NICE = min(19, WORKER_NICE + 10)  # the default CDS_DECISION_LOG_WRITER_NICE
+
+
+def test_the_writer_process_yields_the_cpu_while_it_keeps_up(tmp_path, sqlite_url):
+    with running(tmp_path, sqlite_url) as client:
+        log = decision_log(client)
+        _decide(client)
+        assert wait_until(lambda: log.backlog == 0)
+        assert log._writer.yielding
+        assert _nice(log._writer.pid) == YIELDING_NICE
+
+
+def test_a_writer_process_that_falls_behind_is_replaced_by_one_at_the_workers_priority(tmp_path, sqlite_url):
+    """A lowered priority cannot be raised again without privileges: a new child takes over, at
+    the worker's priority, keeps it while `full_priority_for` lasts, then yields again."""
+    with running(tmp_path, sqlite_url) as client:
+        log = decision_log(client)
+        writer = log._writer
+        ids = [_decide(client)]
+        assert wait_until(lambda: log.backlog == 0)
+        yielding_pid = writer.pid
+        log.batch_size = 1
+        writer.catch_up_at = 3
+        writer.full_priority_for = 3600.0
+        with writer._lock:  # hold the writer while five decisions queue up
+            ids += [_decide(client) for _ in range(5)]
+        assert wait_until(lambda: log.backlog == 0)
+        assert writer.pid != yielding_pid and not writer.yielding
+        assert _nice(writer.pid) == WORKER_NICE
+        assert wait_until(lambda: not _alive(yielding_pid)), "the yielding child ends when replaced"
+
+        catching_up_pid = writer.pid
+        ids.append(_decide(client))
+        assert wait_until(lambda: log.backlog == 0)
+        assert not writer.yielding, "full priority is kept for full_priority_for seconds"
+
+        writer._full_priority_until = 0.0
+        ids.append(_decide(client))
+        assert wait_until(lambda: log.backlog == 0)
+        assert writer.yielding and writer.pid == catching_up_pid
+        assert _nice(writer.pid) == YIELDING_NICE
+    assert {r["id"] for r in rows(sqlite_url, "decisions")} == set(ids)
+
+
+def test_a_priority_that_cannot_be_lowered_is_left_as_it_is(tmp_path, sqlite_url, monkeypatch, caplog):
+    def not_permitted(*_args):
+        raise PermissionError("setpriority")
+
+    monkeypatch.setattr(os, "setpriority", not_permitted)
+    with running(tmp_path, sqlite_url) as client:
+        log = decision_log(client)
+        ids = [_decide(client) for _ in range(2)]
+        assert wait_until(lambda: log.backlog == 0)
+        assert not log._writer.yielding and _nice(log._writer.pid) == WORKER_NICE
+    assert {r["id"] for r in rows(sqlite_url, "decisions")} == set(ids)
+    assert "writer priority not lowered (PermissionError)" in caplog.text
+
+
+def test_a_writer_nice_of_zero_keeps_the_workers_priority(tmp_path, sqlite_url):
+    with running(tmp_path, sqlite_url, decision_log_writer_nice=0) as client:
+        log = decision_log(client)
+        _decide(client)
+        assert wait_until(lambda: log.backlog == 0)
+        assert not log._writer.yielding and _nice(log._writer.pid) == WORKER_NICE
+
+
 def test_frames_end_cleanly_only_between_frames():
     stream = io.BytesIO()
     send_frame(stream, {"records": [{"id": "a"}]})

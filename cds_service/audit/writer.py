@@ -89,7 +89,13 @@ class DecisionLog:
         self._stopping = asyncio.Event()
         self.store = Store(self.settings.database_url)
         if self.embedded and self.settings.decision_log_process:
-            self._writer = ProcessWriter(self.settings.database_url, self.settings.log_level, self.settings.log_json)
+            self._writer = ProcessWriter(
+                self.settings.database_url,
+                self.settings.log_level,
+                self.settings.log_json,
+                nice=self.settings.decision_log_writer_nice,
+                backlog=lambda: len(self.queue),
+            )
         else:
             self._writer = ThreadWriter(self.store)
         try:

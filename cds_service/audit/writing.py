@@ -13,6 +13,14 @@ event loop. Under load that thread fell about a second (3,000 records, lost in a
 the child stays within about 0.1 s, and the worker's main thread spends 7 % less CPU a request
 (docs/performance.md). A server database (PostgreSQL) does that work in its own process already.
 
+While it keeps up, the child runs at a lower CPU priority (`nice`, setting
+`CDS_DECISION_LOG_WRITER_NICE`): on a busy host the answers a clinician waits for come first, and
+the log is written with what is left (at 8 connections on 2 cores the service's p99 fell by about
+a tenth). A lowered priority cannot be raised again without privileges, so when the queue falls
+`catch_up_at` records behind (only a host saturated for seconds does that), a new child at the
+worker's own priority takes over and stays at it for `full_priority_for` seconds before it yields
+again: the log keeps its fair share of the CPU and the queue stays bounded.
+
 The child reads length-prefixed JSON frames on stdin (its settings, then one batch per frame)
 and answers each batch on stdout with the records refused, or the type of the error that stopped
 it. It ignores SIGINT and SIGTERM, which reach the whole process group on Ctrl-C or `kill -TERM
@@ -23,12 +31,14 @@ written rather than cut off.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import struct
 import subprocess
 import sys
 import threading
-from typing import IO, Any
+import time
+from typing import IO, Any, Callable
 
 import orjson
 
@@ -94,14 +104,39 @@ class ProcessWriter:
     prepares_on_loop = False
     """The child turns records into rows itself: that work leaves the serving process too."""
 
-    def __init__(self, database_url: str, log_level: str = "INFO", log_json: bool = True) -> None:
+    catch_up_at = 10_000
+    """Records queued (about three seconds of a saturated worker) at which a yielding child is
+    replaced by one at the worker's priority."""
+    full_priority_for = 60.0
+    """Seconds a child started to catch up keeps the worker's priority: under sustained overload,
+    one replacement a minute at most."""
+    stop_timeout = 10.0
+
+    def __init__(
+        self,
+        database_url: str,
+        log_level: str = "INFO",
+        log_json: bool = True,
+        *,
+        nice: int = 0,
+        backlog: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._settings = {"database_url": database_url, "log_level": log_level, "log_json": log_json}
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self.nice = nice
+        self._backlog = backlog
+        self._yielding = False
+        self._full_priority_until = 0.0
 
     @property
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
+
+    @property
+    def yielding(self) -> bool:
+        """Whether the current child runs at the lowered priority."""
+        return self._yielding
 
     def write(self, batch: list[dict[str, Any]], prepared: Prepared | None = None) -> list[dict[str, Any]]:
         payload, unsendable = _encoded(batch)
@@ -113,6 +148,7 @@ class ProcessWriter:
                 if child is not None:
                     self._stop(child, timeout=0)  # ended on its own: close its pipes
                 child = self._start()
+            child = self._paced(child, behind=self._backlog() - len(batch))
             try:
                 assert child.stdin is not None and child.stdout is not None
                 send_payload(child.stdin, payload)
@@ -139,7 +175,27 @@ class ProcessWriter:
         finally:
             self._lock.release()
 
+    def _paced(self, child: subprocess.Popen[bytes], behind: int) -> subprocess.Popen[bytes]:
+        """The child to write with: yielding while the log keeps up, at full priority while it
+        catches up. `behind` counts the records queued after this batch."""
+        if not self.nice:
+            return child
+        if self._yielding and behind >= self.catch_up_at:
+            log.warning("decision-log writer behind; a writer process at full priority takes over", extra={"backlog": behind})
+            self._stop(child, self.stop_timeout)
+            self._full_priority_until = time.monotonic() + self.full_priority_for
+            return self._start()
+        if not self._yielding and behind <= 0 and time.monotonic() >= self._full_priority_until:
+            try:
+                os.setpriority(os.PRIO_PROCESS, child.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
+                self._yielding = True
+            except OSError as exc:  # not permitted here, or the child just ended: write at full priority
+                log.warning("decision-log writer priority not lowered (%s); it keeps the worker's", type(exc).__name__)
+                self.nice = 0
+        return child
+
     def _start(self) -> subprocess.Popen[bytes]:
+        self._yielding = False  # a child starts at the worker's priority
         child = subprocess.Popen(
             [sys.executable, "-m", "cds_service.audit.writing"],
             stdin=subprocess.PIPE,
