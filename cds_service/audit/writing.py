@@ -105,8 +105,8 @@ class ProcessWriter:
     """The child turns records into rows itself: that work leaves the serving process too."""
 
     catch_up_at = 10_000
-    """Records queued (about three seconds of a saturated worker) at which a yielding child is
-    replaced by one at the worker's priority."""
+    """Records queued behind the batch in hand (several seconds of a saturated core) at which a
+    yielding child is replaced by one at the worker's priority."""
     full_priority_for = 60.0
     """Seconds a child started to catch up keeps the worker's priority: under sustained overload,
     one replacement a minute at most."""
@@ -189,7 +189,9 @@ class ProcessWriter:
             try:
                 os.setpriority(os.PRIO_PROCESS, child.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
                 self._yielding = True
-            except OSError as exc:  # not permitted here, or the child just ended: write at full priority
+            except ProcessLookupError:  # the child just ended: this write fails and the next child yields
+                pass
+            except OSError as exc:  # not permitted here: write at the worker's priority from now on
                 log.warning("decision-log writer priority not lowered (%s); it keeps the worker's", type(exc).__name__)
                 self.nice = 0
         return child
