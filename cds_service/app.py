@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -15,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cds_service import __version__
+from cds_service import __version__, collector
 from cds_service.api import BODY_MODELS, calls, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
 from cds_service.cors import add_cors
@@ -37,8 +35,6 @@ def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None =
 
 
 HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
-GC_THRESHOLDS = (50_000, 20, 20)
-"""Collector thresholds while serving (youngest generation first; see lifespan)."""
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -61,17 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("CDS_PATIENT_KEY_SECRET is not set: decision-log patient keys use the public development key")
         await runtime.decision_log.start()
         app.state.accepting = True
-        # Rules, value sets, models and caches built at start-up live for the whole process:
-        # moving them out of the collector's reach keeps full collections (pauses) short.
-        gc.freeze()
-        # A request allocates a few thousand containers (the parsed chart, models, the decision
-        # record), nearly all freed by reference counting when it ends. At the default threshold
-        # (700) the youngest generation was collected several times per request, and decision
-        # records waiting for the writer were promoted and rescanned. At 50,000 the typical
-        # request's p99 went from 3.6x to 2.0x the baseline's; the price is longer pauses on new
-        # charts (p99 at one connection from about 5 ms to 9-28 ms) and about 15 MB more RSS
-        # per worker (docs/performance.md).
-        gc.set_threshold(*GC_THRESHOLDS)
+        collector.settle()  # start-up's objects frozen, the youngest generation collected rarely
         try:
             yield
         finally:

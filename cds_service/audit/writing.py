@@ -42,6 +42,7 @@ from typing import IO, Any, Callable
 
 import orjson
 
+from cds_service import collector
 from cds_service.audit.sqlite_bulk import Prepared
 from cds_service.audit.store import Store
 
@@ -279,6 +280,7 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     configure_logging(settings["log_level"], settings["log_json"])
     store = Store(settings["database_url"])
     store.bind_rows = True  # nothing else here needs the GIL: the cheaper insert for SQLite
+    settled = False
     try:
         while (message := _next_batch(source)) is not None:
             try:
@@ -286,6 +288,9 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
             except Exception as exc:  # the database is unreachable: the parent keeps the batch
                 answer = {"error": type(exc).__name__}
             send_frame(sink, answer)
+            if not settled and "rejected" in answer:  # the database engine and migration check are built
+                collector.settle()
+                settled = True
     finally:
         store.dispose()
 
