@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping, Protocol
 
-from cds_service.engine.conditions import Facts
+from cds_service.engine.conditions import Facts, holds_when_unknown
 from cds_service.engine.ruleset import Rule, RuleSet
 from fhir_mappings.facts import fact_schema
 
@@ -53,6 +53,8 @@ class EngineResult:
     engine: str
     fired: tuple[FiredRule, ...]
     silent: tuple[SilentRule, ...]
+    withheld: tuple[str, ...] = ()
+    """Outcomes that did not fire because the answer depended on unknown data (sorted)."""
 
     def fired_ids(self) -> list[str]:
         return [f.rule.id for f in self.fired]
@@ -139,36 +141,70 @@ def make_evaluator(name: str, ruleset: RuleSet) -> Evaluator:
     raise ValueError(f"unknown rule engine {name!r} (durable or python)")
 
 
+def _undecided(ruleset: RuleSet, facts: Facts, unknown: tuple[str, ...]) -> dict[str, str]:
+    """Rule id -> why, for every rule whose answer depends on unknown data.
+
+    `unknown` names whole fact types (`ferritin`) or fields (`conditions.pregnancy`). A rule that
+    reads none of them is decided by the evaluators alone. One that does is judged three-valued:
+    it still fires when it holds whatever the unknown data is (say, a safety card with another
+    branch of an `any` known to hold), and is undecided, so silent, when the answer depends on it.
+    """
+    if not unknown:
+        return {}
+    names = set(unknown)
+
+    def is_unknown(fact: str, field: str) -> bool:
+        return fact in names or f"{fact}.{field}" in names
+
+    undecided: dict[str, str] = {}
+    for rule in ruleset.rules:
+        missing = sorted({fact if fact in names else f"{fact}.{field}" for fact, field in rule.fields() if is_unknown(fact, field)})
+        if missing and holds_when_unknown(rule.when, facts, ruleset.parameters, is_unknown) is None:
+            undecided[rule.id] = "data unknown: " + ", ".join(missing)
+    return undecided
+
+
 def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple[str, ...], engine: str) -> EngineResult:
-    """Turn the evaluator's raw answer into the contract: silencing, precedence, order, reasons."""
+    """Turn the evaluator's raw answer into the contract: silencing, precedence, order, reasons.
+
+    Precedence is cautious about unknown data too: an undecided rule might have fired, so the
+    outcomes it overrides are silenced as well ("may be overridden by ..."). Nothing therefore
+    fires with unknown data that would not also fire for the chart without the unreadable data.
+    """
     raw = set(raw_fired)
-    holding = [r for r in ruleset.rules if r.id in raw]
-    silenced: dict[str, str] = {}
-    for rule in holding:
-        missing = sorted(set(rule.fact_types()) & set(unknown))
-        if missing:
-            silenced[rule.id] = "data unknown: " + ", ".join(missing)
-    effective = [r for r in holding if r.id not in silenced]
+    silenced = _undecided(ruleset, facts, unknown)
+    maybe_suppressed: dict[str, str] = {}
+    for rule in ruleset.rules:
+        if rule.id in silenced:
+            for code in rule.overrides:
+                maybe_suppressed.setdefault(code, rule.id)
+    effective = [r for r in ruleset.rules if r.id in raw and r.id not in silenced]
     suppressed_outcomes: dict[str, str] = {}
     for rule in effective:
         for code in rule.overrides:
             suppressed_outcomes.setdefault(code, rule.id)
     fired: list[FiredRule] = []
+    withheld: set[str] = {r.outcome for r in ruleset.rules if r.id in silenced}
     for rule in effective:
         by = suppressed_outcomes.get(rule.outcome)
         if by and by != rule.id:
             silenced[rule.id] = f"overridden by rule {by}"
             continue
+        maybe = maybe_suppressed.get(rule.outcome)
+        if maybe:
+            silenced[rule.id] = f"may be overridden by rule {maybe}, whose data is unknown"
+            withheld.add(rule.outcome)
+            continue
         fired.append(FiredRule(rule=rule, matched_facts=rule.fact_types()))
     silent: list[SilentRule] = []
-    unmet = ruleset.explainer.why(facts, lambda index: ruleset.rules[index].id not in raw)
+    unmet = ruleset.explainer.why(facts, lambda index: ruleset.rules[index].id not in raw and ruleset.rules[index].id not in silenced)
     for rule, why in zip(ruleset.rules, unmet):
-        if rule.id in raw:
-            if rule.id in silenced:
-                silent.append(SilentRule(rule=rule, why=silenced[rule.id]))
-            continue
-        silent.append(SilentRule(rule=rule, why=why or "condition not met"))
-    return EngineResult(engine=engine, fired=tuple(fired), silent=tuple(silent))
+        if rule.id in silenced:
+            silent.append(SilentRule(rule=rule, why=silenced[rule.id]))
+        elif rule.id not in raw:
+            silent.append(SilentRule(rule=rule, why=why or "condition not met"))
+    outcomes_fired = {f.rule.outcome for f in fired}
+    return EngineResult(engine=engine, fired=tuple(fired), silent=tuple(silent), withheld=tuple(sorted(withheld - outcomes_fired)))
 
 
 class RuleEngine:

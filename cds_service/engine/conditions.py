@@ -53,6 +53,25 @@ def holds(condition: Mapping[str, Any], facts: Facts, params: Params) -> bool:
     return leaf_holds(condition, facts, params)
 
 
+def holds_when_unknown(condition: Mapping[str, Any], facts: Facts, params: Params, unknown: Callable[[str, str], bool]) -> bool | None:
+    """Three-valued (Kleene) meaning of a condition when some facts are unknown.
+
+    True: it holds whatever the unknown data is; False: it fails whatever the unknown data is;
+    None: the answer depends on data that could not be read. A leaf is None when
+    `unknown(fact, field)`, otherwise it has its ordinary meaning.
+    """
+    if "all" in condition or "any" in condition or "none" in condition:
+        key = "all" if "all" in condition else "any" if "any" in condition else "none"
+        results = [holds_when_unknown(c, facts, params, unknown) for c in condition[key]]
+        if key == "all":
+            return False if False in results else (True if all(r is True for r in results) else None)
+        some = True if True in results else (False if all(r is False for r in results) else None)
+        return some if key == "any" else (None if some is None else not some)
+    if unknown(condition["fact"], condition["field"]):
+        return None
+    return leaf_holds(condition, facts, params)
+
+
 def describe_leaf(leaf: Mapping[str, Any]) -> str:
     """A leaf in plain words, without values: safe for logs and the catalog."""
     name = f"{leaf['fact']}.{leaf['field']}"

@@ -43,6 +43,14 @@ class Rule:
     description: str | None = None
     notes: str | None = None
 
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """The (fact, field) pairs this rule reads, sorted."""
+        cached = self.__dict__.get("_fields")
+        if cached is None:
+            cached = tuple(sorted({(leaf["fact"], leaf["field"]) for leaf in iter_leaves(self.when)}))
+            object.__setattr__(self, "_fields", cached)
+        return cached
+
     def fact_types(self) -> tuple[str, ...]:
         """The fact types this rule reads, sorted: used for matched facts and unknown-data silencing."""
         cached = self.__dict__.get("_fact_types")
@@ -58,6 +66,8 @@ class Outcome:
     display: str
     indicator: str
     family: tuple[str, ...] = ()
+    withheld_indicator: str | None = None
+    """The indicator when a card of the iron family was withheld for unknown data (review-unreadable-record)."""
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -156,6 +166,7 @@ def load_outcomes(rules_dir: Path = RULES_DIR) -> dict[str, Outcome]:
             display=item["display"],
             indicator=item["indicator"],
             family=tuple(item.get("family", [])),
+            withheld_indicator=item.get("withheld_indicator"),
             raw=item,
         )
     return outcomes
