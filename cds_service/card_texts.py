@@ -32,6 +32,7 @@ PLACEHOLDERS = frozenset(
     preferred_iv_product iv_infusion dopamine_agonist_caution
     aggravating_medications dopamine_agonists iv_iron_allergies oral_iron_intolerances
     age_years request_id
+    unreadable_resources unreadable_facts withheld_advice count
     """.split()
 )
 

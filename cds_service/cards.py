@@ -2,9 +2,10 @@
 
 One card per outcome, its code in `source.topic`. The words come from `rules/cards.yaml`
 (data an auditor reads); this module decides only what the safety rules of
-clinical-logic.md section 3a make code-level decisions: which suggestions a card may carry
-(no adult dose for a child, no IV referral with an IV iron allergy or in pregnancy, no delete
-of a draft order, never a dopamine agonist), and in which order cards are returned.
+safety rules make code-level decisions: which suggestions a card may carry (no adult dose for a
+child or a patient whose age is unknown, no IV referral with an IV iron allergy, in pregnancy or
+with pregnancy unknown, no delete of a draft order, never a dopamine agonist), and in which order
+cards are returned.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
 SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 SUMMARY_MAX = 139
+LEFT_OUT_MAX = 8
+# Outcomes whose suggestion is an adult dose: with the age unknown their detail says why it is left out.
+AGE_DEPENDENT_SUGGESTIONS = frozenset({"start-oral-iron"})
 FACT_ORDER = ("ferritin", "tsat", "hemoglobin", "oral_iron", "iv_iron", "conditions", "allergies", "medications", "patient")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
@@ -49,7 +53,7 @@ def build_cards(
     groups = _group(result.fired)
     if not groups:
         return []
-    shared = CardFacts(facts, ruleset, today)
+    shared = CardFacts(facts, ruleset, today, result.withheld)
     cards = [CardBuilder(code, fired, shared, texts, base_url, patient_id).card() for code, fired in groups.items()]
     cards.sort(key=lambda c: (-SEVERITY[c.indicator], c.source.topic.code if c.source.topic else ""))
     return cards
@@ -162,9 +166,10 @@ class CardFacts:
     """What every card of one response reads (engine view of the facts, course start, recheck
     window, text values): none of it depends on the outcome, so it is computed once per response."""
 
-    def __init__(self, facts: FactSet, ruleset: RuleSet, today: date) -> None:
+    def __init__(self, facts: FactSet, ruleset: RuleSet, today: date, withheld: tuple[str, ...] = ()) -> None:
         self.facts = facts
         self.ruleset = ruleset
+        self.withheld = withheld
         self.params = ruleset.parameters
         self.today = today
         self.engine_facts = facts.to_engine()
@@ -235,6 +240,9 @@ class CardFacts:
             "iv_iron_allergies": _names(ev.iv_iron_allergy_names),
             "oral_iron_intolerances": _names(ev.oral_iron_intolerance_names),
             "age_years": _num(f.patient.age_years),
+            "unreadable_resources": _names(f"{u.reference} ({u.fact}; {u.element})" for u in f.unreadable),
+            "unreadable_facts": _names(u.fact for u in f.unreadable),
+            "withheld_advice": _names(self.ruleset.outcomes[code].display if code in self.ruleset.outcomes else code for code in self.withheld),
         }
 
 
@@ -257,6 +265,7 @@ class CardBuilder:
         self.course_start = shared.course_start
         self.recheck = shared.recheck
         self.values = shared.values
+        self.withheld = shared.withheld
 
     def _markdown_values(self) -> Mapping[str, str | None]:
         return _Escaped(self.values)
@@ -267,6 +276,8 @@ class CardBuilder:
         display = outcome.display if outcome else self.code
         default_indicator = outcome.indicator if outcome else "info"
         indicator = max((f.rule.indicator or default_indicator for f in self.fired), key=SEVERITY.__getitem__)
+        if outcome and outcome.withheld_indicator and self._iron_family_withheld():
+            indicator = max(indicator, outcome.withheld_indicator, key=SEVERITY.__getitem__)
         suggestions = self.suggestions()
         card = Card(
             uuid=new_id(),
@@ -289,6 +300,10 @@ class CardBuilder:
         )
         log.debug("card %s from rules %s", self.code, [f.rule.id for f in self.fired])
         return card
+
+    def _iron_family_withheld(self) -> bool:
+        outcomes = self.ruleset.outcomes
+        return any(code in outcomes and "iron" in outcomes[code].family for code in self.withheld)
 
     def summary(self, display: str) -> str:
         text = None
@@ -315,6 +330,10 @@ class CardBuilder:
         used = self._facts_used()
         if used:
             lines.append(f"{common.get('facts_heading', '**Facts used:**')} " + "; ".join(used) + ".")
+            lines.append("")
+        left_out = self._left_out()
+        if left_out:
+            lines.append(f"{common.get('left_out_heading', '**Left out:**')} " + "; ".join(left_out) + ".")
             lines.append("")
         sources = self._citations()
         if sources:
@@ -351,9 +370,24 @@ class CardBuilder:
                 out.append(fill(safety["iv_allergy"], md) or safety["iv_allergy_unnamed"])
             if self.facts.conditions.pregnancy:
                 out.append(safety["pregnancy_iv"])
-        if self.spec and self.spec.child_note and self.facts.patient.is_child:
-            out.append(safety["child"])
+            elif self.facts.record.pregnancy_unknown:
+                out.append(safety["pregnancy_unknown_iv"])
+        if self.spec and self.spec.child_note:
+            if self.facts.patient.is_child:
+                out.append(safety["child"])
+            elif not self.facts.patient.age_known and self.code in AGE_DEPENDENT_SUGGESTIONS:
+                out.append(safety["age_unknown"])
         return [s for s in out if s]
+
+    def _left_out(self) -> list[str]:
+        """The resources of the facts this card read that were left out, and why (at most LEFT_OUT_MAX)."""
+        read = {t for f in self.fired for t in f.matched_facts}
+        items = [f"{e.resource_type}/{e.resource_id} ({e.reason})" for e in self.facts.exclusions if e.fact and e.fact in read]
+        items = [_escape(i) or "" for i in dict.fromkeys(items)]
+        if len(items) > LEFT_OUT_MAX:
+            more = fill(self.texts.common.get("left_out_more", "and {count} more"), {"count": str(len(items) - LEFT_OUT_MAX)})
+            items = items[:LEFT_OUT_MAX] + ([more] if more else [])
+        return items
 
     def _facts_used(self) -> list[str]:
         read = {t for f in self.fired for t in f.matched_facts}
@@ -414,8 +448,9 @@ class CardBuilder:
         return self.texts.safety["iron_studies_note"]
 
     def _suggest_oral_iron(self) -> list[Suggestion]:
-        if self.facts.patient.is_child or self.recheck is None:
-            return []  # safety rule 3: no adult dose for a child
+        patient = self.facts.patient
+        if not patient.age_known or patient.is_child or self.recheck is None:
+            return []  # safety rule 3: no adult dose for a child, nor for a patient whose age is unknown
         pid = self.patient_id or ""
         actions = [
             Action(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(pid)),
@@ -443,8 +478,8 @@ class CardBuilder:
         return [Suggestion(label=self._label("iron_studies"), uuid=new_id(), isRecommended=True, actions=actions)]
 
     def _suggest_referral(self) -> list[Suggestion]:
-        if self.facts.allergies.iv_iron_allergy or self.facts.conditions.pregnancy:
-            return []  # safety rule 4 and the IV iron allergy exception: specialist input instead
+        if self.facts.allergies.iv_iron_allergy or self.facts.conditions.pregnancy or self.facts.record.pregnancy_unknown:
+            return []  # safety rule 4 (pregnancy, or pregnancy unknown) and the IV iron allergy exception: specialist input instead
         reasons = [f"({f.rule.reason}) {f.rule.reason_text}" for f in self.fired if f.rule.reason and f.rule.reason_text]
         resource = fhir.iv_iron_referral(self.patient_id or "", self.values["preferred_iv_product"] or "IV iron", reasons)
         action = Action(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)

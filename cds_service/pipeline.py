@@ -64,6 +64,8 @@ class Evaluation:
             ],
             "notes": list(self.facts.notes),
             "unknown": list(self.facts.unknown),
+            "unreadable": [{"resource": u.reference, "fact": u.fact, "element": u.element} for u in self.facts.unreadable],
+            "withheld": list(self.result.withheld),
             "fetched": list(self.extra.get("fetched_keys", ())),
             "reused": bool(self.extra.get("reused")),
             "cards": [{"uuid": c.uuid, "outcome": c.source.topic.code if c.source.topic else None} for c in self.cards],

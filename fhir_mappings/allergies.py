@@ -1,4 +1,8 @@
-"""AllergyIntolerance resources to AllergiesFact (oral iron intolerance, IV iron allergy)."""
+"""AllergyIntolerance resources to AllergiesFact (oral iron intolerance, IV iron allergy).
+
+An iron allergy or intolerance whose read elements are malformed makes that fact unknown, unless a
+readable element rules it out (another patient's, refuted, entered-in-error, not active).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,15 @@ from fhir_mappings import status
 from fhir_mappings.context import Context, guarded, of_type, ref
 from fhir_mappings.facts import AllergiesFact
 from fhir_mappings.medications import classify
-from fhir_mappings.references import subject_problem
-from fhir_mappings.validation import invalid_reason
+from fhir_mappings.reading import unreadable_element
+from fhir_mappings.references import another_patients, subject_problem
+
+ALLERGY_FIELDS = {"oral_iron": ("oral_iron_intolerance", "oral iron intolerance"), "iv_iron": ("iv_iron_allergy", "IV iron allergy")}
+
+
+def _status_problem(resource: dict[str, Any], readable_only: bool) -> str | None:
+    check = status.readable_clinical_problem if readable_only else status.clinical_problem
+    return check(resource, status.ALLERGY_CLINICAL_OK, status.ALLERGY_CLINICAL_SYSTEM, status.ALLERGY_VERIFICATION_SYSTEM)
 
 
 def map_allergies(resources: list[dict[str, Any]], ctx: Context) -> tuple[AllergiesFact, dict[str, list[str]]]:
@@ -18,20 +29,32 @@ def map_allergies(resources: list[dict[str, Any]], ctx: Context) -> tuple[Allerg
 
     def read(resource: dict[str, Any]) -> None:
         match = classify(resource, [resource.get("code")], ctx)
-        classes = match.classes & {"oral_iron", "iv_iron"}
+        classes = sorted(match.classes & set(ALLERGY_FIELDS))
         if not classes:
             return
-        problem = subject_problem(resource, ctx.patient_id, ctx.full_urls) or status.clinical_problem(
-            resource, status.ALLERGY_CLINICAL_OK, status.ALLERGY_CLINICAL_SYSTEM, status.ALLERGY_VERIFICATION_SYSTEM
-        ) or invalid_reason(resource)
-        if problem:
-            ctx.trace.exclude(resource, problem)
+        element = unreadable_element(resource)
+        if element:
+            against = another_patients(resource, ctx.patient_id, ctx.full_urls) or _status_problem(resource, readable_only=True)
+            if against:
+                ctx.trace.exclude(resource, f"{against} ({element} unreadable)", "allergies")
+            else:
+                ctx.trace.unknown(
+                    resource,
+                    fact_type="allergies",
+                    label=", ".join(ALLERGY_FIELDS[c][1] for c in classes),
+                    element=element,
+                    fields=tuple(f"allergies.{ALLERGY_FIELDS[c][0]}" for c in classes),
+                )
             return
-        for cls in sorted(classes):
+        problem = subject_problem(resource, ctx.patient_id, ctx.full_urls) or _status_problem(resource, readable_only=False)
+        if problem:
+            ctx.trace.exclude(resource, problem, "allergies")
+            return
+        for cls in classes:
             if match.name not in names[cls]:
                 names[cls].append(match.name)
         ctx.trace.source("allergies", ref(resource))
 
-    guarded(ctx, of_type(resources, "AllergyIntolerance"), read)
+    guarded(ctx, of_type(resources, "AllergyIntolerance"), read, "allergies")
     fact = AllergiesFact(oral_iron_intolerance=bool(names["oral_iron"]), iv_iron_allergy=bool(names["iv_iron"]))
     return fact, {k: sorted(v) for k, v in names.items()}

@@ -15,7 +15,7 @@ from fhir_mappings import medications, observations
 from fhir_mappings.allergies import map_allergies
 from fhir_mappings.conditions import map_conditions
 from fhir_mappings.context import Context, ref
-from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, HemoglobinFact, TsatFact
+from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, HemoglobinFact, RecordFact, TsatFact
 from fhir_mappings.patient import anemia_threshold, map_patient
 
 
@@ -64,8 +64,9 @@ def build_facts(data: MappingInput) -> FactSet:
     therapy = medications.therapy_facts(medications.collect(resources, drafts, ctx), ctx)
 
     labs = observations.candidates(resources, ctx)
-    ferritin = _ferritin(observations.latest(labs["ferritin"], ctx), therapy, ctx)
-    hb_result = observations.latest(labs["hemoglobin"], ctx)
+    ferritin_result = observations.latest(labs.results["ferritin"])
+    ferritin = _ferritin(ferritin_result, therapy, ctx)
+    hb_result = observations.latest(labs.results["hemoglobin"])
     threshold = anemia_threshold(patient, conditions.pregnancy, ctx)
     hemoglobin = HemoglobinFact(threshold_g_dl=threshold)
     if hb_result is not None:
@@ -80,7 +81,7 @@ def build_facts(data: MappingInput) -> FactSet:
             value_display=hb_result.display,
         )
     tsat = TsatFact()
-    tsat_result = observations.latest_tsat(labs, ctx)
+    tsat_result = observations.latest_tsat(labs.results, ctx)
     if tsat_result is not None:
         for reference in tsat_result.refs:
             ctx.trace.source("tsat", reference)
@@ -93,7 +94,19 @@ def build_facts(data: MappingInput) -> FactSet:
             value_display=tsat_result.display,
         )
 
+    observations.settle_unreadable(
+        labs,
+        {
+            "ferritin": ferritin_result.day if ferritin_result else None,
+            "hemoglobin": hb_result.day if hb_result else None,
+            "tsat": tsat_result.day if tsat_result else None,
+        },
+        ctx,
+    )
+
     trace = ctx.trace
+    unreadable = tuple(sorted(set(trace.unreadable), key=lambda u: (u.resource_type, u.resource_id, u.element)))
+    unknown = {t for key in data.unknown_keys for t in FACTS_BY_KEY.get(key, ())} | {f for u in unreadable for f in u.unknown}
     return FactSet(
         patient=patient,
         conditions=conditions,
@@ -105,15 +118,20 @@ def build_facts(data: MappingInput) -> FactSet:
         iv_iron=therapy.iv_iron,
         medications=therapy.medications,
         context=ContextFact(hook=data.hook, order_hook=data.hook != "patient-view"),
+        record=RecordFact(
+            unreadable=bool(unreadable),
+            pregnancy_unknown=any("conditions.pregnancy" in u.unknown for u in unreadable),
+        ),
         sources={fact: tuple(sorted(refs)) for fact, refs in sorted(trace.sources.items())},
         evidence=Evidence(
             oral_iron_intolerance_names=tuple(allergy_names["oral_iron"]),
             iv_iron_allergy_names=tuple(allergy_names["iv_iron"]),
             **therapy.evidence,
         ),
-        exclusions=tuple(sorted(set(trace.exclusions), key=lambda e: (e.resource_type, e.resource_id, e.reason))),
+        exclusions=tuple(sorted(set(trace.exclusions), key=lambda e: (e.resource_type, e.resource_id, e.reason, e.fact))),
         notes=tuple(sorted(trace.notes)),
-        unknown=tuple(sorted({t for key in data.unknown_keys for t in FACTS_BY_KEY.get(key, ())})),
+        unknown=tuple(sorted(unknown)),
+        unreadable=unreadable,
     )
 
 

@@ -1,4 +1,9 @@
-"""Condition resources to ConditionsFact (RLS, IDA, pregnancy, absorption disorder, iron overload)."""
+"""Condition resources to ConditionsFact (RLS, IDA, pregnancy, absorption disorder, iron overload).
+
+A Condition whose code is in one of these value sets but whose read elements are malformed makes
+that condition unknown (`conditions.<name>`), unless an element that can be read already rules it
+out (another patient's, refuted, entered-in-error, not active).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,18 @@ from typing import Any
 from fhir_mappings import dates, status
 from fhir_mappings.context import Context, guarded, of_type, ref
 from fhir_mappings.facts import ConditionsFact
-from fhir_mappings.references import subject_problem
-from fhir_mappings.validation import invalid_reason
+from fhir_mappings.reading import unreadable_element
+from fhir_mappings.references import another_patients, subject_problem
 from fhir_mappings.valuesets import concepts_of
 
-CONDITION_SETS = ("rls", "ida", "pregnancy", "absorption_disorder", "iron_overload_disorder")
+CONDITION_LABELS = {
+    "rls": "RLS",
+    "ida": "iron deficiency anemia",
+    "pregnancy": "pregnancy",
+    "absorption_disorder": "absorption disorder",
+    "iron_overload_disorder": "iron overload disorder",
+}
+CONDITION_SETS = tuple(CONDITION_LABELS)
 
 
 def _usable_problem(resource: dict[str, Any], ctx: Context) -> str | None:
@@ -29,22 +41,43 @@ def _usable_problem(resource: dict[str, Any], ctx: Context) -> str | None:
     abated = dates.utc_date(resource.get("abatementDateTime")) if "abatementDateTime" in resource else None
     if abated is not None and abated <= ctx.today:
         return "abated"
-    return invalid_reason(resource)
+    return None
+
+
+def ruled_out(resource: dict[str, Any], ctx: Context) -> str | None:
+    """What a readable element of an unreadable Condition says against it, or None."""
+    return another_patients(resource, ctx.patient_id, ctx.full_urls) or status.readable_clinical_problem(
+        resource, status.CONDITION_CLINICAL_OK, status.CONDITION_CLINICAL_SYSTEM, status.CONDITION_VERIFICATION_SYSTEM
+    )
 
 
 def map_conditions(resources: list[dict[str, Any]], ctx: Context) -> ConditionsFact:
     found: set[str] = set()
 
     def read(resource: dict[str, Any]) -> None:
-        concepts = concepts_of(resource.get("code")) & set(CONDITION_SETS)
+        concepts = sorted(concepts_of(resource.get("code")) & set(CONDITION_SETS))
         if not concepts:
+            return
+        element = unreadable_element(resource)
+        if element:
+            against = ruled_out(resource, ctx)
+            if against:
+                ctx.trace.exclude(resource, f"{against} ({element} unreadable)", "conditions")
+            else:
+                ctx.trace.unknown(
+                    resource,
+                    fact_type="conditions",
+                    label=", ".join(CONDITION_LABELS[c] for c in concepts),
+                    element=element,
+                    fields=tuple(f"conditions.{c}" for c in concepts),
+                )
             return
         problem = _usable_problem(resource, ctx)
         if problem:
-            ctx.trace.exclude(resource, problem)
+            ctx.trace.exclude(resource, problem, "conditions")
             return
         found.update(concepts)
         ctx.trace.source("conditions", ref(resource))
 
-    guarded(ctx, of_type(resources, "Condition"), read)
+    guarded(ctx, of_type(resources, "Condition"), read, "conditions")
     return ConditionsFact(**{name: name in found for name in CONDITION_SETS})

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from fhir_mappings.errors import MappingInputError
-from fhir_mappings.facts import Exclusion
+from fhir_mappings.facts import Exclusion, Unreadable
 
 log = logging.getLogger("fhir_mappings")
 
@@ -30,14 +30,20 @@ def ref(resource: dict[str, Any]) -> str:
 
 @dataclass
 class Trace:
-    """Exclusions, notes and sources, in the order they were found (sorted when frozen)."""
+    """Exclusions, unreadable resources, notes and sources, in the order they were found (sorted when frozen)."""
 
     exclusions: list[Exclusion] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     sources: dict[str, list[str]] = field(default_factory=dict)
 
-    def exclude(self, resource: dict[str, Any], reason: str) -> None:
-        self.exclusions.append(Exclusion(rtype(resource), rid(resource), reason))
+    def exclude(self, resource: dict[str, Any], reason: str, fact: str = "") -> None:
+        self.exclusions.append(Exclusion(rtype(resource), rid(resource), reason, fact))
+
+    def unknown(self, resource: dict[str, Any], *, fact_type: str, label: str, element: str, fields: tuple[str, ...]) -> None:
+        """An unreadable resource of a value set: left out, and what it would have told is unknown."""
+        self.exclude(resource, f"unreadable: {element}", fact_type)
+        self.unreadable.append(Unreadable(rtype(resource), rid(resource), label, element, fields))
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -58,8 +64,6 @@ class Context:
     params: Mapping[str, Any]
     full_urls: Mapping[str, str]
     trace: Trace = field(default_factory=Trace)
-    validated: dict[int, str | None] = field(default_factory=dict)
-    """id(resource) -> FHIR validation result, so a resource is validated at most once."""
 
     def param(self, name: str, default: Any) -> Any:
         value = self.params.get(name)
@@ -69,7 +73,7 @@ class Context:
         return (self.today - day).days
 
 
-def guarded(ctx: Context, resources: Iterable[Any], read: Callable[[dict[str, Any]], None]) -> None:
+def guarded(ctx: Context, resources: Iterable[Any], read: Callable[[dict[str, Any]], None], fact: str = "") -> None:
     """Run `read` on each resource; a resource that breaks the mapper is excluded, never a 500.
 
     Logged with its type, id and the exception class only (no values).
@@ -83,7 +87,7 @@ def guarded(ctx: Context, resources: Iterable[Any], read: Callable[[dict[str, An
             raise
         except Exception as exc:  # noqa: BLE001 - one bad resource must not fail the request
             log.warning("mapping skipped %s: %s", ref(resource), type(exc).__name__)
-            ctx.trace.exclude(resource, f"unreadable ({type(exc).__name__})")
+            ctx.trace.exclude(resource, f"unreadable ({type(exc).__name__})", fact)
 
 
 def of_type(resources: Iterable[Any], *types: str) -> Iterator[dict[str, Any]]:

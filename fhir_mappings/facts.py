@@ -47,7 +47,7 @@ class ConditionsFact:
     type_name: ClassVar[str] = "conditions"
     rls: bool = doc("restless legs syndrome (SNOMED 32914008, ICD-10-CM G25.81)", False)
     ida: bool = doc("iron deficiency anemia condition (SNOMED 87522002, ICD-10-CM D50 and children)", False)
-    pregnancy: bool = doc("active pregnancy (SNOMED 77386006, ICD-10-CM Z33.1)", False)
+    pregnancy: bool = doc("active pregnancy (SNOMED 77386006, 72892002, 47200007; ICD-10-CM Z33.1, Z34 and O09 with their children)", False)
     absorption_disorder: bool = doc("celiac, Crohn's, ulcerative colitis, malabsorption or bariatric surgery history", False)
     iron_overload_disorder: bool = doc("hemochromatosis (ICD-10-CM E83.11 and children)", False)
 
@@ -142,6 +142,15 @@ class ContextFact:
     order_hook: bool = doc("the hook is order-select or order-sign", False)
 
 
+@dataclass(frozen=True)
+class RecordFact:
+    """How far the chart could be read: a resource whose elements could not be read makes a fact unknown."""
+
+    type_name: ClassVar[str] = "record"
+    unreadable: bool = doc("a resource with a code of a value set, or the context Patient, could not be read, so some fact is unknown", False)
+    pregnancy_unknown: bool = doc("a pregnancy record could not be read, so whether the patient is pregnant is unknown", False)
+
+
 FACT_TYPES: tuple[type, ...] = (
     PatientFact,
     ConditionsFact,
@@ -153,6 +162,7 @@ FACT_TYPES: tuple[type, ...] = (
     IvIronFact,
     MedicationsFact,
     ContextFact,
+    RecordFact,
 )
 FACT_TYPES_BY_NAME: dict[str, type] = {t.type_name: t for t in FACT_TYPES}
 
@@ -179,6 +189,27 @@ class Exclusion:
     resource_type: str
     resource_id: str
     reason: str
+    fact: str = ""
+    """The fact type the resource would have fed (empty when it fed none)."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A resource of a value set (or the context Patient) with a malformed element that a fact is
+    built from: the fact it would have given is unknown. Never carries patient values."""
+
+    resource_type: str
+    resource_id: str
+    fact: str
+    """What the resource would have told, in words ("iron overload disorder", "ferritin", "age")."""
+    element: str
+    """The element that could not be read (`code.coding[0].system`, `birthDate`)."""
+    unknown: tuple[str, ...]
+    """The fact fields (`conditions.pregnancy`) or whole fact types (`ferritin`) it makes unknown."""
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}"
 
 
 @dataclass(frozen=True)
@@ -210,6 +241,7 @@ class FactSet:
     iv_iron: IvIronFact = IvIronFact()
     medications: MedicationsFact = MedicationsFact()
     context: ContextFact = ContextFact()
+    record: RecordFact = RecordFact()
     sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Fact type -> the resource references (`Observation/abc`) it was built from."""
     evidence: Evidence = Evidence()
@@ -217,8 +249,11 @@ class FactSet:
     notes: tuple[str, ...] = ()
     """Trace notes without patient values (e.g. "sex unknown: 12.0 g/dL threshold used")."""
     unknown: tuple[str, ...] = ()
-    """Fact types whose source data is unknown (an OperationOutcome in place of a prefetch key):
-    every rule that reads one of them stays silent, and the trace says so."""
+    """Fact types (`ferritin`) or fields (`conditions.pregnancy`) whose source data is unknown: an
+    OperationOutcome in place of a prefetch key, or an unreadable resource. A rule whose answer
+    depends on them stays silent, and the trace says so."""
+    unreadable: tuple[Unreadable, ...] = ()
+    """The unreadable resources that made a fact unknown (the review-unreadable-record card names them)."""
 
     def fact(self, type_name: str) -> Any:
         return getattr(self, type_name)

@@ -3,10 +3,17 @@
 Matching: codes decide first (any coding of the medication in a medication value set); only when
 no coding is in any of them does the name matcher look at the text and displays, and the trace
 records that the name matched. An iron-like name that matches nothing is a trace warning.
+
+Intent never keeps an order out: a draft is the order being placed whatever its intent, and an
+active EHR order with intent plan or proposal is therapy the chart holds (counting it avoids
+suggesting a duplicate start and keeps the overload checks on). A medication resource whose read
+elements are malformed makes the therapy facts of its classes unknown, unless a readable element
+rules it out (another patient's, a status under which it never counts, doNotPerform).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -14,8 +21,8 @@ from typing import Any
 from fhir_mappings import dates, status
 from fhir_mappings.context import Context, guarded, of_type, ref, rid
 from fhir_mappings.facts import IvIronFact, MedicationsFact, OralIronFact
-from fhir_mappings.references import resolve, subject_problem
-from fhir_mappings.validation import invalid_reason
+from fhir_mappings.reading import unreadable_element
+from fhir_mappings.references import another_patients, resolve, subject_problem
 from fhir_mappings.valuesets import concepts_for_name, concepts_of, looks_like_iron, texts_of
 
 MEDICATION_SETS = frozenset({"oral_iron", "iv_iron", "dopamine_agonist", "rls_aggravating"})
@@ -27,6 +34,12 @@ IV_STATUS = {
     "MedicationStatement": frozenset({"active", "completed"}),
     "MedicationAdministration": frozenset({"completed", "in-progress"}),
 }
+CLASS_LABELS = {
+    "oral_iron": "oral iron therapy",
+    "iv_iron": "IV iron therapy",
+    "dopamine_agonist": "dopamine agonist",
+    "rls_aggravating": "RLS-aggravating medication",
+}
 
 
 @dataclass(frozen=True)
@@ -36,10 +49,19 @@ class Match:
     by_name: bool = False
 
 
-def _medication_concepts(resource: dict[str, Any], ctx: Context, medications: dict[str, dict[str, Any]]) -> list[Any] | str:
-    """The CodeableConcepts naming the drug (code + ingredients), or why the reference failed."""
+@dataclass(frozen=True)
+class Concepts:
+    """The CodeableConcepts naming the drug (code and ingredients) and, when the drug is a
+    referenced or contained Medication, the first of its read elements that is malformed."""
+
+    concepts: list[Any]
+    unreadable: str | None = None
+
+
+def _medication_concepts(resource: dict[str, Any], medications: dict[str, dict[str, Any]], ctx: Context) -> Concepts | str:
+    """The drug's concepts, or why the medication reference failed."""
     if "medicationCodeableConcept" in resource:
-        return [resource.get("medicationCodeableConcept")]
+        return Concepts([resource.get("medicationCodeableConcept")])
     reference = resource.get("medicationReference")
     if not isinstance(reference, dict):
         return "no medication"
@@ -53,12 +75,6 @@ def _medication_concepts(resource: dict[str, Any], ctx: Context, medications: di
     else:
         target = resolve(target_ref, ctx.full_urls)
         medication = medications.get(target) if target else None
-        if medication is not None:
-            # A contained Medication is validated with its parent; a prefetched one here, once.
-            if id(medication) not in ctx.validated:
-                ctx.validated[id(medication)] = invalid_reason(medication)
-            if ctx.validated[id(medication)]:
-                return f"referenced Medication {ctx.validated[id(medication)]}"
     if medication is None:
         return "medicationReference not resolved"
     concepts = [medication.get("code")]
@@ -68,7 +84,8 @@ def _medication_concepts(resource: dict[str, Any], ctx: Context, medications: di
             concepts.append(ingredient.get("itemCodeableConcept"))
     if isinstance(reference.get("display"), str):
         concepts.append({"text": reference["display"]})
-    return concepts
+    element = unreadable_element(medication)
+    return Concepts(concepts, f"medicationReference -> Medication.{element}" if element else None)
 
 
 def classify(resource: dict[str, Any], concepts: list[Any], ctx: Context) -> Match:
@@ -129,19 +146,64 @@ def _iv_date(resource: dict[str, Any]) -> date | None:
 
 
 def _gate(resource: dict[str, Any], ctx: Context, draft: bool) -> str | None:
-    """Identity, order semantics and FHIR validity: the checks every medication use passes."""
+    """Identity and order semantics: the checks every readable medication use passes."""
     problem = subject_problem(resource, ctx.patient_id, ctx.full_urls, required=not draft)
     if problem:
         return problem
     if resource.get("status") == "entered-in-error":
         return "entered-in-error"
-    if resource.get("resourceType") == "MedicationRequest":
-        if resource.get("doNotPerform") is True:
-            return "doNotPerform"
-        intent = status.text_or_none(resource.get("intent"))
-        if intent not in status.ORDER_INTENTS:
-            return f"intent {intent}" if isinstance(intent, str) and len(intent) <= 32 else "intent missing or unreadable"
-    return invalid_reason(resource)
+    if resource.get("resourceType") == "MedicationRequest" and resource.get("doNotPerform") is True:
+        return "doNotPerform"
+    return None
+
+
+def _fact_of(classes: frozenset[str]) -> str:
+    """The fact type an exclusion of this medication is listed under."""
+    for cls, fact in (("oral_iron", "oral_iron"), ("iv_iron", "iv_iron")):
+        if cls in classes:
+            return fact
+    return "medications"
+
+
+def _could_count(kind: Any, state: str, classes: frozenset[str]) -> bool:
+    """Whether a medication use with this readable status could feed any fact of its classes."""
+    if state == "active" and kind in ("MedicationRequest", "MedicationStatement"):
+        return True
+    if "oral_iron" in classes and kind == "MedicationRequest" and state in CHAIN_STATUS:
+        return True  # an earlier order of a renewal chain sets the course start
+    return "iv_iron" in classes and state in IV_STATUS.get(kind, ())
+
+
+def _ruled_out(resource: dict[str, Any], classes: frozenset[str], ctx: Context, draft: bool) -> str | None:
+    """What a readable element of an unreadable medication use says against it, or None."""
+    if not draft:
+        other = another_patients(resource, ctx.patient_id, ctx.full_urls)
+        if other:
+            return other
+    if resource.get("doNotPerform") is True and resource.get("resourceType") == "MedicationRequest":
+        return "doNotPerform"
+    state = resource.get("status")
+    if not isinstance(state, str) or not re.fullmatch(r"[a-z-]{1,32}", state):
+        return None
+    if state == "entered-in-error":
+        return state
+    if not draft and not _could_count(resource.get("resourceType"), state, classes):
+        return f"status {state}"
+    return None
+
+
+def _unknown_fields(classes: frozenset[str], draft: bool) -> tuple[str, ...]:
+    """The fact fields an unreadable medication use of these classes leaves unknown."""
+    fields: list[str] = []
+    if "oral_iron" in classes:
+        fields += ["oral_iron.active", "oral_iron.draft" if draft else "oral_iron.on_record", "oral_iron.days", "ferritin.days_since_oral_start"]
+    if "iv_iron" in classes:
+        fields += ["iv_iron.draft"] if draft else ["iv_iron.recent", "iv_iron.days_since", "ferritin.days_since_iv_iron"]
+    if "dopamine_agonist" in classes:
+        fields += ["medications.dopamine_agonist"] + (["medications.draft_dopamine_agonist"] if draft else [])
+    if "rls_aggravating" in classes:
+        fields.append("medications.aggravating")
+    return tuple(fields)
 
 
 def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: Context) -> Therapy:
@@ -149,17 +211,33 @@ def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: 
     therapy = Therapy()
 
     def read(resource: dict[str, Any], draft: bool = False) -> None:
-        concepts = _medication_concepts(resource, ctx, medications)
-        if isinstance(concepts, str):
+        found = _medication_concepts(resource, medications, ctx)
+        if isinstance(found, str):
             if resource.get("resourceType") in MED_TYPES:
-                ctx.trace.exclude(resource, concepts)
+                ctx.trace.exclude(resource, found)
             return
-        match = classify(resource, concepts, ctx)
+        match = classify(resource, found.concepts, ctx)
         if not match.classes:
+            return
+        fact = _fact_of(match.classes)
+        element = unreadable_element(resource, draft=draft) or found.unreadable
+        if element:
+            against = _ruled_out(resource, match.classes, ctx, draft)
+            if against:
+                ctx.trace.exclude(resource, f"{against} ({element} unreadable)", fact)
+                return
+            label = ", ".join(CLASS_LABELS[c] for c in sorted(match.classes))
+            ctx.trace.unknown(
+                resource,
+                fact_type=fact,
+                label=f"{label} (order being placed)" if draft else label,
+                element=element,
+                fields=_unknown_fields(match.classes, draft),
+            )
             return
         problem = _gate(resource, ctx, draft)
         if problem:
-            ctx.trace.exclude(resource, problem)
+            ctx.trace.exclude(resource, problem, fact)
             return
         kind, state = resource.get("resourceType"), status.text_or_none(resource.get("status"))
         if draft:
@@ -179,11 +257,12 @@ def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: 
                 counted = True
         if "iv_iron" in match.classes and state in IV_STATUS.get(kind, ()):
             day = _iv_date(resource)
-            if day is None:
-                ctx.trace.exclude(resource, "no effective date")
+            if day is None:  # it may have been recent: unknown, never "no IV iron"
+                element = "authoredOn (missing)" if kind == "MedicationRequest" else "effective[x] (missing)"
+                ctx.trace.unknown(resource, fact_type="iv_iron", label=CLASS_LABELS["iv_iron"], element=element, fields=_unknown_fields(frozenset({"iv_iron"}), False))
                 return
             if day > ctx.today:
-                ctx.trace.exclude(resource, "dated in the future")
+                ctx.trace.exclude(resource, "dated in the future", "iv_iron")
                 return
             therapy.iv.append(Use(resource, match, day))
             counted = True
@@ -195,9 +274,9 @@ def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: 
                 therapy.aggravating.append(Use(resource, match))
                 counted = True
         if not counted and kind == "MedicationAdministration" and "iv_iron" not in match.classes:
-            ctx.trace.exclude(resource, "administrations count for IV iron only")
+            ctx.trace.exclude(resource, "administrations count for IV iron only", fact)
         elif not counted and not (kind == "MedicationRequest" and "oral_iron" in match.classes):
-            ctx.trace.exclude(resource, f"status {state}" if isinstance(state, str) and len(state) <= 32 else "status missing or unreadable")
+            ctx.trace.exclude(resource, f"status {state}" if isinstance(state, str) and len(state) <= 32 else "status missing or unreadable", fact)
 
     guarded(ctx, of_type(resources, *MED_TYPES), read)
     guarded(ctx, of_type(drafts, "MedicationRequest"), lambda r: read(r, draft=True))
@@ -257,7 +336,7 @@ def therapy_facts(therapy: Therapy, ctx: Context) -> TherapyFacts:
     for order_id, use in sorted(therapy.oral_orders.items()):
         state = status.text_or_none(use.resource.get("status"))
         if state != "active" and order_id not in therapy.chain_ids:
-            ctx.trace.exclude(use.resource, f"status {state}" if isinstance(state, str) and len(state) <= 32 else "status missing or unreadable")
+            ctx.trace.exclude(use.resource, f"status {state}" if isinstance(state, str) and len(state) <= 32 else "status missing or unreadable", "oral_iron")
     for use in therapy.oral:
         ctx.trace.source("oral_iron", ref(use.resource))
     iv_record = [u for u in therapy.iv if not u.draft]

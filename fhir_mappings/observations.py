@@ -1,22 +1,24 @@
 """Lab Observations to the ferritin, hemoglobin and TSAT facts ("latest current", deterministic).
 
-Cheap checks run on every candidate (code, subject, status, date, unit); FHIR validation, which
-costs ~86 us, runs lazily: newest candidate first, until one validates. "Latest" sorts on the UTC
-effective date, then (hemoglobin only) 718-7 first, then the newest `issued` (missing sorts first),
-then the greatest id in code-point order, so no answer depends on the order of resources.
+Every Observation with a lab code is read through the elements its fact is built from
+(fhir_mappings.reading). A readable one is checked (subject, status, date, unit) and becomes a
+candidate; an unreadable one makes its fact unknown unless a readable element already rules it out
+(another patient's, not final, dated in the future or outside the lookback) or its readable date
+is older than the latest usable result, which it then could not have replaced. "Latest" sorts on
+the UTC effective date, then (hemoglobin only) 718-7 first, then the newest `issued` (missing sorts
+first), then the greatest id in code-point order, so no answer depends on the order of resources.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import groupby
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 from fhir_mappings import dates, status, units
 from fhir_mappings.context import Context, guarded, of_type, ref, rid
-from fhir_mappings.references import subject_problem
-from fhir_mappings.validation import invalid_reason
+from fhir_mappings.reading import unreadable_element
+from fhir_mappings.references import another_patients, subject_problem
 from fhir_mappings.valuesets import LAB_VALUESETS, LOINC, SYSTEM_ALIASES, VALUESETS, codes_of, iter_codings
 
 LOOKBACK = {"ferritin": "ferritin_lookback_days", "hemoglobin": "hb_lookback_days", "tsat": "tsat_lookback_days", "serum_iron": "tsat_lookback_days", "tibc": "tsat_lookback_days"}
@@ -28,11 +30,14 @@ EXCLUDED_LOINC: dict[str, str] = {
     str(e["code"]): e["reason"] for vs in LAB_VALUESETS for e in VALUESETS[vs].excluded_codes if SYSTEM_ALIASES[e["system"]] == LOINC
 }
 _NO_ISSUED = datetime.min.replace(tzinfo=timezone.utc)
+# The fact each lab value set feeds (serum iron and TIBC feed the derived TSAT), and its name in words.
+FACT_OF = {"ferritin": "ferritin", "hemoglobin": "hemoglobin", "tsat": "tsat", "serum_iron": "tsat", "tibc": "tsat"}
+LABEL = {"ferritin": "ferritin", "hemoglobin": "hemoglobin", "tsat": "TSAT", "serum_iron": "TSAT (serum iron)", "tibc": "TSAT (TIBC)"}
 
 
 @dataclass(frozen=True)
 class LabResult:
-    """One usable (so far: not yet validated) lab value in its canonical unit."""
+    """One usable lab value in its canonical unit."""
 
     analyte: str
     resource: dict[str, Any]
@@ -83,9 +88,38 @@ def _thresholds(analyte: str, ctx: Context) -> list[float]:
     return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
-def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[LabResult]]:
-    """Analyte -> current candidates (cheap checks passed), each exclusion recorded with its reason."""
-    out: dict[str, list[LabResult]] = {a: [] for a in LAB_VALUESETS}
+@dataclass(frozen=True)
+class UnreadableLab:
+    """A current-or-undatable lab Observation with a malformed read element."""
+
+    analyte: str
+    resource: dict[str, Any]
+    day: date | None
+    """Its effective date when that element could be read."""
+    element: str
+
+
+@dataclass
+class Labs:
+    results: dict[str, list[LabResult]]
+    """Analyte -> usable current results."""
+    unreadable: list[UnreadableLab]
+
+
+def _not_current(day: date | None, analyte: str, ctx: Context) -> str | None:
+    if day is None:
+        return None
+    if day > ctx.today:
+        return "dated in the future"
+    lookback = LOOKBACK[analyte]
+    if ctx.days_ago(day) > int(ctx.param(lookback, DEFAULT_LOOKBACK[lookback])):
+        return "not current"
+    return None
+
+
+def candidates(resources: list[dict[str, Any]], ctx: Context) -> Labs:
+    """Usable current results per analyte and the unreadable ones; each exclusion recorded with its reason."""
+    labs = Labs({a: [] for a in LAB_VALUESETS}, [])
 
     def read(resource: dict[str, Any]) -> None:
         analytes, codes, disqualifier = _analytes(resource)
@@ -98,33 +132,41 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
             ctx.trace.exclude(resource, "codes of several analytes")
             return
         (analyte,) = analytes
+        fact = FACT_OF[analyte]
+        element = unreadable_element(resource)
+        if element:
+            day = dates.effective_date(resource)
+            against = another_patients(resource, ctx.patient_id, ctx.full_urls) or status.readable_simple_status(resource) or _not_current(day, analyte, ctx)
+            if against:
+                ctx.trace.exclude(resource, f"{against} ({element} unreadable)", fact)
+            else:
+                labs.unreadable.append(UnreadableLab(analyte, resource, day, element))
+            return
         problem = subject_problem(resource, ctx.patient_id, ctx.full_urls) or status.simple_status(resource)
         if problem:
-            ctx.trace.exclude(resource, problem)
+            ctx.trace.exclude(resource, problem, fact)
             return
         day = dates.effective_date(resource)
         if day is None:
-            has_date = any(k in resource for k in ("effectiveDateTime", "effectiveInstant", "effectivePeriod"))
-            ctx.trace.exclude(resource, "effective date unreadable" if has_date else "no effective date")
+            ctx.trace.exclude(resource, "no effective date", fact)
             return
         if day > ctx.today:
-            ctx.trace.exclude(resource, "dated in the future")
+            ctx.trace.exclude(resource, "dated in the future", fact)
             return
-        lookback = LOOKBACK[analyte]
-        if ctx.days_ago(day) > int(ctx.param(lookback, DEFAULT_LOOKBACK[lookback])):
+        if _not_current(day, analyte, ctx):
             return  # not current: it can never be the fact, so it is not examined further
         if "dataAbsentReason" in resource:
-            ctx.trace.exclude(resource, "no value (dataAbsentReason)")
+            ctx.trace.exclude(resource, "no value (dataAbsentReason)", fact)
             return
         converted = units.to_canonical(resource.get("valueQuantity"), analyte)
         if isinstance(converted, str):
-            ctx.trace.exclude(resource, converted)
+            ctx.trace.exclude(resource, converted, fact)
             return
         if converted.comparator and not units.censored_is_decisive(converted.value, converted.comparator, _thresholds(analyte, ctx)):
-            ctx.trace.exclude(resource, "value has a comparator that leaves it on either side of a threshold")
+            ctx.trace.exclude(resource, "value has a comparator that leaves it on either side of a threshold", fact)
             return
         quantity = resource["valueQuantity"]
-        out[analyte].append(
+        labs.results[analyte].append(
             LabResult(
                 analyte=analyte,
                 resource=resource,
@@ -136,29 +178,25 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> dict[str, list[
         )
 
     guarded(ctx, of_type(resources, "Observation"), read)
-    return out
+    return labs
 
 
-def latest(results: list[LabResult], ctx: Context, accept: Callable[[LabResult], bool] = lambda r: True) -> LabResult | None:
-    """The newest result that is valid FHIR (validated lazily, newest first)."""
+def latest(results: list[LabResult], accept: Callable[[LabResult], bool] = lambda r: True) -> LabResult | None:
+    """The newest result (see the module docstring for the order)."""
     pool = [r for r in results if accept(r)]
-    pool.sort(key=lambda r: (r.day, r.preferred), reverse=True)
-    for _, group in groupby(pool, key=lambda r: (r.day, r.preferred)):
-        for result in sorted(group, key=lambda r: r.key, reverse=True):
-            if _validated(result.resource, ctx) is None:
-                return result
-    return None
+    return max(pool, key=lambda r: r.key) if pool else None
 
 
-def _validated(resource: dict[str, Any], ctx: Context) -> str | None:
-    """Validate once per resource per request; an invalid one is excluded with its field."""
-    cache = ctx.validated
-    key = id(resource)
-    if key not in cache:
-        cache[key] = invalid_reason(resource)
-        if cache[key]:
-            ctx.trace.exclude(resource, cache[key])
-    return cache[key]
+def settle_unreadable(labs: Labs, newest: dict[str, date | None], ctx: Context) -> None:
+    """Each unreadable lab result makes its fact unknown, unless its readable date is older than
+    the day of the latest usable value of that fact (`newest`), which it then could not replace."""
+    for item in labs.unreadable:
+        fact = FACT_OF[item.analyte]
+        day = newest.get(fact)
+        if item.day is not None and day is not None and item.day < day:
+            ctx.trace.exclude(item.resource, f"unreadable: {item.element} (older than the latest usable result)", fact)
+            continue
+        ctx.trace.unknown(item.resource, fact_type=fact, label=LABEL[item.analyte], element=item.element, fields=(fact,))
 
 
 @dataclass(frozen=True)
@@ -173,10 +211,10 @@ class Tsat:
 def latest_tsat(labs: dict[str, list[LabResult]], ctx: Context) -> Tsat | None:
     """The latest current TSAT: measured, or serum iron / TIBC x 100 from a same-day pair.
 
-    A derived value exists only for a day without a valid measured TSAT; both members are in
+    A derived value exists only for a day newer than the latest measured TSAT; both members are in
     ug/dL already (umol/L x 5.585), anything else never reached this point.
     """
-    measured = latest(labs["tsat"], ctx)
+    measured = latest(labs["tsat"])
     best: Tsat | None = None
     if measured is not None:
         best = Tsat(measured.day, measured.value, measured.display, False, (ref(measured.resource),))
@@ -184,10 +222,8 @@ def latest_tsat(labs: dict[str, list[LabResult]], ctx: Context) -> Tsat | None:
     for day in pair_days:
         if best is not None and best.day >= day:
             break
-        if any(r.day == day and _validated(r.resource, ctx) is None for r in labs["tsat"]):
-            continue
-        iron = latest(labs["serum_iron"], ctx, lambda r: r.day == day)
-        tibc = latest(labs["tibc"], ctx, lambda r: r.day == day)
+        iron = latest(labs["serum_iron"], lambda r: r.day == day)
+        tibc = latest(labs["tibc"], lambda r: r.day == day)
         if iron is None or tibc is None:
             continue
         if tibc.value <= 0 or iron.value > tibc.value:

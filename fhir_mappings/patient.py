@@ -7,32 +7,46 @@ from typing import Any
 from fhir_mappings import dates
 from fhir_mappings.context import Context
 from fhir_mappings.facts import PatientFact
-from fhir_mappings.references import select_patient
-from fhir_mappings.validation import invalid_reason
+from fhir_mappings.reading import unreadable_element
+from fhir_mappings.references import patient_copies
+
+
+AGE_FIELDS = ("patient.age_known", "patient.age_years", "patient.age_months", "patient.is_child")
 
 
 def map_patient(resources: list[dict[str, Any]], ctx: Context) -> PatientFact:
-    """Age in completed years (a partial birthDate counts from its last possible day) and sex."""
-    chosen, notes = select_patient(resources, ctx.patient_id)
+    """Age in completed years (a partial birthDate counts from its last possible day) and sex.
+
+    Age is unknown, and the trace and the review-unreadable-record card say why, when the context
+    Patient is unreadable, has no usable birthDate, or comes in copies that disagree on birthDate
+    or gender (copies that agree are one patient).
+    """
+    copies, notes = patient_copies(resources, ctx.patient_id)
     for note in notes:
         ctx.trace.note(note)
-    if chosen is None:
+    if not copies:
         ctx.trace.note("no Patient resource: age and sex unknown")
         return PatientFact()
-    problem = invalid_reason(chosen)
-    if problem:
-        ctx.trace.exclude(chosen, problem)
-        ctx.trace.note("Patient unusable: age and sex unknown")
+    chosen = copies[0]
+    for copy in copies:
+        element = unreadable_element(copy)
+        if element:
+            ctx.trace.unknown(copy, fact_type="patient", label="age and sex", element=element, fields=("patient",))
+            ctx.trace.note("Patient unreadable: age and sex unknown")
+            return PatientFact()
+    if len({repr(c.get("gender")) for c in copies}) > 1:
+        ctx.trace.unknown(chosen, fact_type="patient", label="age and sex", element="gender (copies disagree)", fields=("patient",))
         return PatientFact()
-    ctx.trace.source("patient", f"Patient/{ctx.patient_id}")
     gender = chosen.get("gender")
     sex = gender if gender in ("male", "female") else "unknown"
-    born = dates.last_possible_day(chosen.get("birthDate")) if "birthDate" in chosen else None
-    if born is None:
-        ctx.trace.note("Patient.birthDate missing or unreadable: age unknown")
+    if len({repr(c.get("birthDate")) for c in copies}) > 1:
+        ctx.trace.unknown(chosen, fact_type="patient", label="age", element="birthDate (copies disagree)", fields=AGE_FIELDS)
         return PatientFact(sex=sex)
-    if born > ctx.today:
-        ctx.trace.exclude(chosen, "birthDate in the future")
+    ctx.trace.source("patient", f"Patient/{ctx.patient_id}")
+    born = dates.last_possible_day(chosen.get("birthDate"))
+    if born is None or born > ctx.today:
+        element = "birthDate (missing)" if born is None else "birthDate (in the future)"
+        ctx.trace.unknown(chosen, fact_type="patient", label="age", element=element, fields=AGE_FIELDS)
         return PatientFact(sex=sex)
     years = dates.completed_years(born, ctx.today)
     return PatientFact(

@@ -57,9 +57,7 @@ def subject_problem(resource: dict[str, Any], patient_id: str, full_urls: Mappin
         return f"no {field}" if required else None
     if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
         return f"{field} has no reference"
-    if ref["reference"] == f"Patient/{patient_id}" and ref["reference"] not in full_urls:
-        return None
-    target = resolve(ref["reference"], full_urls)
+    target = named_patient(resource, full_urls)
     if target is None:
         return f"{field} reference not resolved"
     if target != f"Patient/{patient_id}":
@@ -67,21 +65,45 @@ def subject_problem(resource: dict[str, Any], patient_id: str, full_urls: Mappin
     return None
 
 
-def select_patient(resources: list[dict[str, Any]], patient_id: str) -> tuple[dict[str, Any] | None, list[str]]:
-    """The Patient resource of the context patient, and notes; MappingInputError on two patients."""
+def named_patient(resource: dict[str, Any], full_urls: Mapping[str, str]) -> str | None:
+    """"Type/id" that the resource's subject (or patient) reference names, when it can be read."""
+    ref = resource.get(SUBJECT_FIELD.get(resource.get("resourceType", ""), "subject"))
+    reference = ref.get("reference") if isinstance(ref, dict) else None
+    if isinstance(reference, str) and reference.startswith("Patient/") and reference not in full_urls and _ID.match(reference[8:]):
+        return reference
+    return resolve(reference, full_urls)
+
+
+def another_patients(resource: dict[str, Any], patient_id: str, full_urls: Mapping[str, str]) -> str | None:
+    """Why the resource is someone else's ("subject is Patient/x") when its reference says so, else None.
+
+    For an unreadable resource: one whose readable subject names another patient is simply not
+    this patient's, and makes no fact of this patient unknown.
+    """
+    target = named_patient(resource, full_urls)
+    if target is None or target == f"Patient/{patient_id}":
+        return None
+    field = SUBJECT_FIELD.get(resource.get("resourceType", ""), "subject")
+    return f"{field} is {target}"
+
+
+def patient_copies(resources: list[dict[str, Any]], patient_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every copy of the context patient's Patient resource (in a deterministic order), and notes.
+
+    The same Patient may come several times (the patient key and an `_include`); the caller
+    decides whether the copies agree. MappingInputError when two different Patients are present.
+    """
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     ids = {r.get("id") if isinstance(r.get("id"), str) else None for r in patients}
     if len(ids) > 1:
         raise MappingInputError("the request's data holds more than one Patient; one chart per request")
     if not patients:
-        return None, []
+        return [], []
     (only,) = ids
     if only != patient_id:
         shown = f"Patient/{only}" if only else "a Patient without id"
-        return None, [f"{shown} is not the context patient: ignored (age and sex unknown)"]
-    # Same id several times (patient key and an _include): the choice must not depend on order.
-    chosen = max(patients, key=lambda r: repr(sorted(r.items(), key=lambda kv: kv[0])))
-    notes = []
-    if any(p != chosen for p in patients):
-        notes.append(f"Patient/{patient_id} appears several times with different content")
-    return chosen, notes
+        return [], [f"{shown} is not the context patient: ignored (age and sex unknown)"]
+    # The order must not depend on the order of resources in the request.
+    copies = sorted(patients, key=lambda r: repr(sorted(r.items(), key=lambda kv: kv[0])), reverse=True)
+    notes = [f"Patient/{patient_id} appears several times with different content"] if any(p != copies[0] for p in copies) else []
+    return copies, notes

@@ -1,7 +1,8 @@
-"""Which statuses make a resource usable (clinical-logic.md section 1)."""
+"""Which statuses make a resource usable (docs/clinical-rules.md, facts)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fhir_mappings.valuesets import iter_codings
@@ -14,8 +15,6 @@ CONDITION_CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-cli
 CONDITION_VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 ALLERGY_CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
 ALLERGY_VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
-# MedicationRequest intents that are orders (a plan or proposal is not therapy).
-ORDER_INTENTS = frozenset({"order", "original-order", "reflex-order", "filler-order", "instance-order"})
 
 
 def text_or_none(value: Any) -> str | None:
@@ -47,6 +46,13 @@ def simple_status(resource: dict[str, Any]) -> str | None:
     return f"status {status}" if isinstance(status, str) and len(status) <= 32 else "status missing or unreadable"
 
 
+def readable_simple_status(resource: dict[str, Any]) -> str | None:
+    """What a readable Observation status says against it (not final, amended or corrected), or None."""
+    status = resource.get("status")
+    readable = isinstance(status, str) and re.fullmatch(r"[a-z-]{1,32}", status) is not None
+    return simple_status(resource) if readable and status not in OBSERVATION_OK else None
+
+
 def clinical_problem(resource: dict[str, Any], ok: frozenset[str], clinical_system: str, verification_system: str) -> str | None:
     """Why a Condition/AllergyIntolerance is unusable by its clinical and verification status."""
     verification = status_code(resource.get("verificationStatus"), verification_system)
@@ -60,5 +66,20 @@ def clinical_problem(resource: dict[str, Any], ok: frozenset[str], clinical_syst
     if clinical is False:
         return "clinicalStatus unreadable"
     if clinical not in ok:
+        return f"clinicalStatus {clinical}" if len(clinical) <= 32 else "clinicalStatus unreadable"
+    return None
+
+
+def readable_clinical_problem(resource: dict[str, Any], ok: frozenset[str], clinical_system: str, verification_system: str) -> str | None:
+    """What a *readable* clinical or verification status says against the resource, or None.
+
+    Used for unreadable resources: a readable refuted, entered-in-error or inactive status still
+    rules the resource out, whereas a status that cannot be read leaves it unknown.
+    """
+    verification = status_code(resource.get("verificationStatus"), verification_system)
+    if isinstance(verification, str) and verification in VERIFICATION_BAD:
+        return verification
+    clinical = status_code(resource.get("clinicalStatus"), clinical_system)
+    if isinstance(clinical, str) and clinical not in ok:
         return f"clinicalStatus {clinical}" if len(clinical) <= 32 else "clinicalStatus unreadable"
     return None

@@ -87,13 +87,30 @@ def test_a_cycle_of_priors_terminates():
         ({"status": "stopped"}, "status stopped"),
         ({"status": "entered-in-error"}, "entered-in-error"),
         ({"doNotPerform": True}, "doNotPerform"),
-        ({"intent": "proposal"}, "intent proposal"),
     ],
 )
 def test_orders_that_are_not_active_therapy(overrides, reason):
     fs = facts(fx.medication_request("ferrous-sulfate", mid="m", **overrides))
     assert fs.oral_iron.active is False
     assert ("m", reason) in reasons(fs)
+
+
+@pytest.mark.parametrize("intent", ["proposal", "plan", "order", "option", None])
+def test_intent_never_keeps_an_active_order_out_of_therapy(intent):
+    order = fx.medication_request("ferrous-sulfate", mid="m")
+    if intent is None:
+        del order["intent"]
+    else:
+        order["intent"] = intent
+    assert facts(order).oral_iron.on_record is True
+
+
+@pytest.mark.parametrize("intent", ["proposal", "plan", "order"])
+def test_a_draft_is_the_order_being_placed_whatever_its_intent(intent):
+    draft = fx.draft_order("ferrous-sulfate", mid="d1")
+    draft["intent"] = intent
+    fs = facts(drafts=[draft], hook="order-select")
+    assert (fs.oral_iron.active, fs.oral_iron.draft) == (True, True)
 
 
 def test_completed_statement_is_not_current_oral_therapy():
@@ -158,12 +175,16 @@ def test_undated_or_future_iv_iron_is_unusable():
     undated = fx.medication_administration("iron-sucrose", aid="u")
     del undated["effectiveDateTime"]
     future = fx.medication_administration("iron-sucrose", days_ago=-3, aid="f")
-    fs = facts(undated, future)
-    assert fs.iv_iron.recent is False
-    assert {("u", "invalid FHIR: effective[x]"), ("f", "dated in the future")} <= reasons(fs)
+    fs = facts(future)
+    assert fs.iv_iron.recent is False and ("f", "dated in the future") in reasons(fs)
+    # An IV iron infusion without a date may be recent: unknown, never "no IV iron".
+    fs = facts(undated)
+    assert fs.iv_iron.recent is False and {"iv_iron.recent", "iv_iron.days_since"} <= set(fs.unknown)
+    assert ("u", "unreadable: effective[x] (missing)") in reasons(fs)
     undated_order = fx.medication_request("iron-sucrose", status="completed", mid="m")
     del undated_order["authoredOn"]
-    assert ("m", "no effective date") in reasons(facts(undated_order))
+    fs = facts(undated_order)
+    assert ("m", "unreadable: authoredOn (missing)") in reasons(fs) and "iv_iron.recent" in fs.unknown
 
 
 def test_atc_iv_iron_child_code():
@@ -213,8 +234,8 @@ def test_invalid_prefetched_medication_is_not_trusted():
     del order["medicationCodeableConcept"]
     order["medicationReference"] = {"reference": "Medication/med-x"}
     fs = facts(med, order)
-    assert fs.oral_iron.active is False
-    assert ("m", "referenced Medication invalid FHIR: code.coding.code") in reasons(fs)
+    assert fs.oral_iron.active is False and {"oral_iron.active", "oral_iron.on_record"} <= set(fs.unknown)
+    assert ("m", "unreadable: medicationReference -> Medication.code.coding[0].code") in reasons(fs)
 
 
 def test_unresolved_medication_reference_is_excluded():

@@ -94,9 +94,7 @@ def test_a_non_ucum_unit_system_is_not_trusted():
 @pytest.mark.parametrize(
     "mutate, reason",
     [
-        (lambda o: o["valueQuantity"].update(value="32"), "no numeric value"),
         (lambda o: o["valueQuantity"].update(comparator=">"), "value has a comparator that leaves it on either side of a threshold"),
-        (lambda o: o["valueQuantity"].update(comparator="~"), "value has an unknown comparator"),
         (lambda o: o.pop("valueQuantity"), "no valueQuantity"),
         (lambda o: o["valueQuantity"].update(value=-3), "negative value"),
     ],
@@ -129,14 +127,55 @@ def test_effective_period_start_and_instant_are_dates():
     assert facts(inst).ferritin.date == "2026-11-21"
 
 
-def test_no_effective_date_future_date_and_no_timezone_are_unusable():
+def test_no_effective_date_and_future_date_are_unusable():
     none = fx.ferritin(30, oid="none")
     del none["effectiveDateTime"]
     future = fx.ferritin(30, days_ago=-1, oid="future")
-    naive = fx.ferritin(30, oid="naive", effectiveDateTime="2026-11-20T08:00:00")
-    fs = facts(none, future, naive)
-    assert fs.ferritin.current is False
-    assert {("none", "no effective date"), ("future", "dated in the future"), ("naive", "effective date unreadable")} <= reasons(fs)
+    fs = facts(none, future)
+    assert fs.ferritin.current is False and fs.unknown == ()
+    assert {("none", "no effective date"), ("future", "dated in the future")} <= reasons(fs)
+
+
+@pytest.mark.parametrize(
+    "mutate, element",
+    [
+        (lambda o: o["valueQuantity"].update(value="32"), "valueQuantity.value"),
+        (lambda o: o["valueQuantity"].update(value=True), "valueQuantity.value"),
+        (lambda o: o["valueQuantity"].update(comparator="~"), "valueQuantity.comparator"),
+        (lambda o: o.update(effectiveDateTime="2026-11-20T08:00:00"), "effectiveDateTime"),  # a time needs its timezone
+        (lambda o: o.update(effectiveDateTime="20/11/2026"), "effectiveDateTime"),
+        (lambda o: o.update(status=["final"]), "status"),
+        (lambda o: o["code"]["coding"].append({"system": "http://loinc.org", "code": 2276}), "code.coding[1].code"),
+        (lambda o: o.update(subject="Patient/pat-1"), "subject"),
+    ],
+)
+def test_a_malformed_read_element_makes_the_ferritin_unknown(mutate, element):
+    """Unreadable is not absent: the newest ferritin cannot be read, so no older one stands in."""
+    newest = fx.ferritin(30, days_ago=2, oid="new")
+    mutate(newest)
+    older = fx.ferritin(80, days_ago=40, oid="old")
+    fs = facts(newest, older)
+    assert "ferritin" in fs.unknown
+    assert [(u.reference, u.fact, u.element) for u in fs.unreadable] == [("Observation/new", "ferritin", element)]
+    assert ("new", f"unreadable: {element}") in reasons(fs)
+
+
+def test_an_unreadable_result_older_than_the_latest_usable_one_changes_nothing():
+    broken = fx.ferritin(10, days_ago=40, oid="old")
+    broken["valueQuantity"]["value"] = "10"
+    fs = facts(broken, fx.ferritin(80, days_ago=2, oid="new"))
+    assert fs.ferritin.value_ug_per_l == 80 and fs.unknown == () and fs.unreadable == ()
+    assert ("old", "unreadable: valueQuantity.value (older than the latest usable result)") in reasons(fs)
+
+
+def test_an_unreadable_result_that_is_not_final_or_not_this_patients_is_simply_left_out():
+    preliminary = fx.ferritin(10, days_ago=1, oid="p", status="preliminary")
+    preliminary["valueQuantity"]["value"] = "10"
+    other = fx.ferritin(10, days_ago=1, oid="o", patient_id="pat-other")
+    other["effectiveDateTime"] = "yesterday"
+    fs = facts(preliminary, other)
+    assert fs.unknown == () and fs.unreadable == ()
+    assert {("p", "status preliminary (valueQuantity.value unreadable)"), ("o", "subject is Patient/pat-other (effectiveDateTime unreadable)")} <= reasons(fs)
 
 
 def test_partial_effective_date_counts_from_its_first_day():
@@ -176,12 +215,13 @@ def test_missing_issued_sorts_before_any_issued():
     assert facts(without, with_issued).ferritin.value_ug_per_l == 20
 
 
-def test_an_invalid_newest_result_falls_back_to_the_next_valid_one():
-    bad = fx.ferritin(10, days_ago=1, oid="bad", category="laboratory")  # category must be a list
-    good = fx.ferritin(40, days_ago=9, oid="good")
-    fs = facts(bad, good)
-    assert fs.ferritin.value_ug_per_l == 40
-    assert ("bad", "invalid FHIR: category") in reasons(fs)
+def test_defects_in_elements_no_fact_reads_never_drop_a_result():
+    odd = fx.ferritin(10, days_ago=1, oid="odd", category="laboratory", note=[{}], interpretation="L")  # not R4, not read
+    odd["code"]["coding"][0]["display"] = ""
+    odd["extension"] = [{"url": "https://ehr.example.org/unknown"}]
+    odd["valueQuantity"]["unit"] = "ng/mL"
+    fs = facts(odd, fx.ferritin(40, days_ago=9, oid="good"))
+    assert fs.ferritin.value_ug_per_l == 10 and fs.unknown == () and fs.unreadable == ()
 
 
 # --- hemoglobin -----------------------------------------------------------------------------

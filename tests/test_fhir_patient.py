@@ -35,7 +35,7 @@ def test_missing_or_future_birth_date_is_age_unknown():
     assert facts(fx.patient(birth_date=None)).patient.age_known is False
     fs = facts(fx.patient(birth_date="2027-01-01"))
     assert fs.patient.age_known is False
-    assert ("pat-1", "birthDate in the future") in {(e.resource_id, e.reason) for e in fs.exclusions}
+    assert ("pat-1", "unreadable: birthDate (in the future)") in {(e.resource_id, e.reason) for e in fs.exclusions}
 
 
 def _threshold(patient, *resources, hb=11.95):

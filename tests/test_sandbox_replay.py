@@ -25,6 +25,7 @@ from cds_service import fixtures as fx
 from cds_service.app import create_app
 from cds_service.services import prefetch_templates
 from tests.conftest import make_settings, outcomes
+from tests import realworld
 from tests.fhir_server import FhirTestServer
 
 ORIGIN = "https://sandbox.cds-hooks.org"
@@ -51,26 +52,12 @@ def sandbox_searchset(server_url: str, resources: list[dict[str, Any]]) -> dict[
     }
 
 
-def sandbox_draft(rxcui: str = "310325", name: str = "ferrous sulfate 325 MG Oral Tablet") -> dict[str, Any]:
-    """The R4 MedicationRequest the sandbox's prescribing screen builds when a drug is picked."""
-    return {
-        "resourceType": "MedicationRequest",
-        "id": "request-123",
-        "status": "draft",
-        "intent": "order",
-        "authoredOn": TODAY,
-        "subject": {"reference": f"Patient/{PATIENT}"},
-        "medicationCodeableConcept": {
-            "text": name,
-            "coding": [{"display": name, "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxcui}],
-        },
-        "dosageInstruction": [
-            {
-                "doseAndRate": [{"doseQuantity": {"value": 1, "system": "http://unitsofmeasure.org", "code": "{pill}"}}],
-                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-            }
-        ],
-    }
+def sandbox_draft(rxcui: str = "310325", name: str = "ferrous sulfate 325 MG Oral Tablet", intent: str = "order") -> dict[str, Any]:
+    """The R4 MedicationRequest the sandbox's prescribing screen builds when a drug is picked,
+    exactly as observed: `category` one object (R4 says a list), `dispenseRequest`, no requester."""
+    draft = realworld.sandbox_draft(PATIENT, intent=intent, authored_on=TODAY)
+    draft["medicationCodeableConcept"] = {"text": name, "coding": [{"display": name, "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxcui}]}
+    return draft
 
 
 def sandbox_request(hook: str, server_url: str, prefetch: dict[str, Any], draft: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -187,6 +174,21 @@ def test_draft_iron_order_without_ferritin_asks_for_iron_studies(api, hook):
         assert outcomes(response) == ["order-iron-studies"]
         assert response.json()["cards"][0]["indicator"] == "warning"
         assert fhir.requests == [], "every key was in prefetch: nothing to fetch"
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+@pytest.mark.parametrize("intent", ["order", "proposal"])
+def test_picking_ferrous_sulfate_with_a_low_ferritin_gives_its_recheck_not_a_second_order(api, hook, intent):
+    """The sandbox's own draft counts as the order being placed: no "start oral iron" card offering
+    the same order again (which, accepted, fired the hook again with the same card)."""
+    resources = chart(fx.ferritin(32, days_ago=20, patient_id=PATIENT, oid="ferritin-1"), fx.tsat(17, days_ago=20, patient_id=PATIENT, oid="tsat-1"))
+    with FhirTestServer(resources) as fhir:
+        request = sandbox_request(hook, fhir.url, full_prefetch(fhir.url, resources), draft=sandbox_draft(intent=intent))
+        response = api.post(f"/cds-services/rls-iron-{hook}", json=request, headers={"Origin": ORIGIN})
+        assert outcomes(response) == ["continue-oral-iron"]
+        (card,) = response.json()["cards"]
+        ordered = [a["resource"]["resourceType"] for s in card.get("suggestions", []) for a in s["actions"]]
+        assert ordered == ["ServiceRequest"], "the recheck only, never a second iron order"
 
 
 def test_order_select_ignores_draft_orders_that_are_not_selected(api):

@@ -116,6 +116,11 @@ def _decision_content(evaluation: "Evaluation", settings: "Settings") -> dict[st
             ],
             "notes": [redact_text(note, patient_id) for note in evaluation.facts.notes],
             "unknown": list(evaluation.facts.unknown),
+            "unreadable": [
+                {"resource": redact_reference(u.reference, patient_id), "fact": u.fact, "element": u.element}
+                for u in evaluation.facts.unreadable
+            ],
+            "withheld": list(evaluation.result.withheld),
         },
         "fired": fired,
         "phi": {"facts": facts} if phi else None,

@@ -1,0 +1,206 @@
+"""The elements each fact is built from, typed as FHIR R4 says, and nothing else.
+
+A resource is read through a small pydantic model per resource type that names only the elements
+the mappers use: resourceType, id, the subject or patient reference, the status elements, the
+codings of the code or medication, the value and its unit, the dates, and the references a fact
+follows (medicationReference, priorPrescription). Every other element is ignored, so an empty
+`display`, an empty `note`, an unknown extension or a `category` sent as one object instead of a
+list never hides a fact.
+
+When one of those elements is malformed, the resource is *unreadable* and `unreadable_element`
+names the element (a path such as `code.coding[1].system`, never its value). What follows from
+that (a fact becomes unknown) is decided by the mappers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
+
+from fhir_mappings import dates
+
+# FHIR R4 primitive syntaxes (the parts the mappers rely on).
+_CODE = re.compile(r"^[^\s]+( [^\s]+)*$")
+_URI = re.compile(r"^\S+$")
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"not a FHIR {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _date_time(value: str) -> str:
+    """A dateTime or instant: a (partial) date, or a date and time with its timezone."""
+    if dates.utc_date(value) is None:
+        raise ValueError("not a FHIR dateTime")
+    return value
+
+
+def _date(value: str) -> str:
+    if "T" in value or dates.last_possible_day(value) is None:
+        raise ValueError("not a FHIR date")
+    return value
+
+
+Code = Annotated[StrictStr, _matches(_CODE, "code")]
+Uri = Annotated[StrictStr, _matches(_URI, "uri")]
+Id = Annotated[StrictStr, _matches(_ID, "id")]
+DateTime = Annotated[StrictStr, AfterValidator(_date_time)]
+Date = Annotated[StrictStr, AfterValidator(_date)]
+
+
+class _Elements(BaseModel):
+    """Only the declared elements are checked; everything else in the JSON is ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class Coding(_Elements):
+    system: Uri | None = None
+    code: Code | None = None
+
+
+class CodeableConcept(_Elements):
+    coding: list[Coding] | None = None
+
+
+class Reference(_Elements):
+    reference: StrictStr | None = None
+
+
+class Quantity(_Elements):
+    value: float | None = None
+    comparator: Literal["<", "<=", ">=", ">"] | None = None
+    unit: StrictStr | None = None
+    system: Uri | None = None
+    code: Code | None = None
+
+
+class Period(_Elements):
+    start: DateTime | None = None
+
+
+class _Resource(_Elements):
+    resourceType: StrictStr
+    id: Id | None = None
+
+
+class Observation(_Resource):
+    status: Code
+    code: CodeableConcept
+    subject: Reference | None = None
+    effectiveDateTime: DateTime | None = None
+    effectiveInstant: DateTime | None = None
+    effectivePeriod: Period | None = None
+    issued: DateTime | None = None
+    valueQuantity: Quantity | None = None
+    valueCodeableConcept: CodeableConcept | None = None
+
+
+class Condition(_Resource):
+    clinicalStatus: CodeableConcept | None = None
+    verificationStatus: CodeableConcept | None = None
+    code: CodeableConcept
+    subject: Reference
+    onsetDateTime: DateTime | None = None
+    abatementDateTime: DateTime | None = None
+
+
+class AllergyIntolerance(_Resource):
+    clinicalStatus: CodeableConcept | None = None
+    verificationStatus: CodeableConcept | None = None
+    code: CodeableConcept
+    patient: Reference
+
+
+class _MedicationUse(_Resource):
+    status: Code
+    subject: Reference
+    medicationCodeableConcept: CodeableConcept | None = None
+    medicationReference: Reference | None = None
+
+
+class DispenseRequest(_Elements):
+    validityPeriod: Period | None = None
+
+
+class MedicationRequest(_MedicationUse):
+    doNotPerform: StrictBool | None = None
+    authoredOn: DateTime | None = None
+    dispenseRequest: DispenseRequest | None = None
+    priorPrescription: Reference | None = None
+
+
+class MedicationStatement(_MedicationUse):
+    effectiveDateTime: DateTime | None = None
+    effectivePeriod: Period | None = None
+
+
+class MedicationAdministration(_MedicationUse):
+    effectiveDateTime: DateTime | None = None
+    effectivePeriod: Period | None = None
+
+
+class Ingredient(_Elements):
+    itemCodeableConcept: CodeableConcept | None = None
+
+
+class Medication(_Resource):
+    code: CodeableConcept | None = None
+    ingredient: list[Ingredient] | None = None
+
+
+class Patient(_Resource):
+    gender: Literal["male", "female", "other", "unknown"] | None = None
+    birthDate: Date | None = None
+
+
+class DraftMedicationRequest(MedicationRequest):
+    """A draft order of an order hook: the hook says whose it is and that it is being placed, so
+    neither a subject nor a status is required."""
+
+    subject: Reference | None = None  # type: ignore[assignment]
+    status: Code | None = None  # type: ignore[assignment]
+
+
+MODELS: dict[str, type[_Resource]] = {
+    model.__name__: model
+    for model in (Observation, Condition, AllergyIntolerance, MedicationRequest, MedicationStatement, MedicationAdministration, Medication, Patient)
+}
+
+
+def _path(location: tuple[Any, ...]) -> str:
+    """('code', 'coding', 1, 'system') -> 'code.coding[1].system'."""
+    out = ""
+    for part in location:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out[:120] or "resource"
+
+
+def unreadable_element(resource: dict[str, Any], *, draft: bool = False) -> str | None:
+    """The first element read for a fact that is malformed (its path), or None when all are readable.
+
+    `draft` reads a draft order of an order hook (no subject required).
+    """
+    kind = resource.get("resourceType")
+    model = DraftMedicationRequest if draft and kind == "MedicationRequest" else MODELS.get(kind)  # type: ignore[arg-type]
+    if model is None:
+        return "resourceType"
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_context=False, include_url=False)
+        return _path(tuple(errors[0]["loc"])) if errors else "resource"
+    except (ValueError, TypeError, RecursionError):
+        return "resource"
+    return None
