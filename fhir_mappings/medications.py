@@ -13,7 +13,6 @@ rules it out (another patient's, a status under which it never counts, doNotPerf
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -176,14 +175,13 @@ def _could_count(kind: Any, state: str, classes: frozenset[str]) -> bool:
 
 def _ruled_out(resource: dict[str, Any], classes: frozenset[str], ctx: Context, draft: bool) -> str | None:
     """What a readable element of an unreadable medication use says against it, or None."""
-    if not draft:
-        other = another_patients(resource, ctx.patient_id, ctx.full_urls)
-        if other:
-            return other
+    other = another_patients(resource, ctx.patient_id, ctx.full_urls)
+    if other:
+        return other
     if resource.get("doNotPerform") is True and resource.get("resourceType") == "MedicationRequest":
         return "doNotPerform"
-    state = resource.get("status")
-    if not isinstance(state, str) or not re.fullmatch(r"[a-z-]{1,32}", state):
+    state = status.readable_code(resource.get("status"))
+    if state is None:
         return None
     if state == "entered-in-error":
         return state

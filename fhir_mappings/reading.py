@@ -14,46 +14,29 @@ that (a fact becomes unknown) is decided by the mappers.
 
 from __future__ import annotations
 
-import re
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictStr, StringConstraints, ValidationError
 
-from fhir_mappings import dates
-
-# FHIR R4 primitive syntaxes (the parts the mappers rely on).
-_CODE = re.compile(r"^[^\s]+( [^\s]+)*$")
-_URI = re.compile(r"^\S+$")
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# FHIR R4 primitive syntaxes, checked by pydantic's own (compiled) patterns. A dateTime with a time
+# must carry its timezone; seconds may be left out, as the date reader accepts them.
+_YEAR_MONTH_DAY = r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?"
+_TIME = r"T([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d+)?)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))"
 
 
-def _matches(pattern: re.Pattern[str], what: str) -> Any:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"not a FHIR {what}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _date_time(value: str) -> str:
-    """A dateTime or instant: a (partial) date, or a date and time with its timezone."""
-    if dates.utc_date(value) is None:
-        raise ValueError("not a FHIR dateTime")
+def _real_day(value: str) -> str:
+    """The calendar check a pattern cannot make (2026-02-30)."""
+    if len(value) >= 10:
+        date(int(value[:4]), int(value[5:7]), int(value[8:10]))  # ValueError when there is no such day
     return value
 
 
-def _date(value: str) -> str:
-    if "T" in value or dates.last_possible_day(value) is None:
-        raise ValueError("not a FHIR date")
-    return value
-
-
-Code = Annotated[StrictStr, _matches(_CODE, "code")]
-Uri = Annotated[StrictStr, _matches(_URI, "uri")]
-Id = Annotated[StrictStr, _matches(_ID, "id")]
-DateTime = Annotated[StrictStr, AfterValidator(_date_time)]
-Date = Annotated[StrictStr, AfterValidator(_date)]
+Code = Annotated[str, StringConstraints(strict=True, pattern=r"^[^\s]+( [^\s]+)*$")]
+Uri = Annotated[str, StringConstraints(strict=True, pattern=r"^\S+$")]
+Id = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+DateTime = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH_DAY}({_TIME})?$"), AfterValidator(_real_day)]
+Date = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH_DAY}$"), AfterValidator(_real_day)]
 
 
 class _Elements(BaseModel):

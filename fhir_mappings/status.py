@@ -7,6 +7,7 @@ from typing import Any
 
 from fhir_mappings.valuesets import iter_codings
 
+_STATUS_CODE = re.compile(r"[a-z-]{1,32}")
 OBSERVATION_OK = frozenset({"final", "amended", "corrected"})
 CONDITION_CLINICAL_OK = frozenset({"active", "recurrence", "relapse"})
 ALLERGY_CLINICAL_OK = frozenset({"active"})
@@ -46,11 +47,15 @@ def simple_status(resource: dict[str, Any]) -> str | None:
     return f"status {status}" if isinstance(status, str) and len(status) <= 32 else "status missing or unreadable"
 
 
+def readable_code(value: Any) -> str | None:
+    """The value when it reads as a status code (`active`, `entered-in-error`), else None."""
+    return value if isinstance(value, str) and _STATUS_CODE.fullmatch(value) else None
+
+
 def readable_simple_status(resource: dict[str, Any]) -> str | None:
     """What a readable Observation status says against it (not final, amended or corrected), or None."""
-    status = resource.get("status")
-    readable = isinstance(status, str) and re.fullmatch(r"[a-z-]{1,32}", status) is not None
-    return simple_status(resource) if readable and status not in OBSERVATION_OK else None
+    status = readable_code(resource.get("status"))
+    return simple_status(resource) if status and status not in OBSERVATION_OK else None
 
 
 def clinical_problem(resource: dict[str, Any], ok: frozenset[str], clinical_system: str, verification_system: str) -> str | None:
