@@ -201,3 +201,13 @@ def test_examples_check_agrees_with_the_manifest():
     result = run("examples", "check")
     assert result.exit_code == 0, result.output
     assert "DIFFERS" not in result.output and "failed-oral-trial" in result.output
+
+
+def test_explain_names_unreadable_resources_and_the_advice_withheld(tmp_path):
+    broken = fx.ferritin(12, days_ago=3, oid="fer-new", effectiveDateTime="03/12/2026")
+    request = write(tmp_path, "unreadable.json", fx.cds_request([fx.condition("rls"), broken, fx.ferritin(30, days_ago=60)]))
+    result = run("evaluate", str(request), "--now", NOW, "--explain")
+    assert result.exit_code == 0, result.output
+    assert "review-unreadable-record" in result.output
+    assert "Unreadable resources" in result.output and "Observation/fer-new" in result.output and "effectiveDateTime" in result.output
+    assert "Withheld" in result.output and "start-oral-iron" in result.output

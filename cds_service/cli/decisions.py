@@ -97,6 +97,7 @@ def render_decision(console: Console, record: dict[str, Any]) -> None:
     for key, title, columns in (
         ("silent", "Silent rules (first unmet condition)", ("rule", "why")),
         ("excluded", "Excluded resources", ("resource", "reason")),
+        ("unreadable", "Unreadable resources (their fact is unknown)", ("resource", "fact", "element")),
     ):
         if detail.get(key):
             table = Table(title=title)
@@ -105,7 +106,7 @@ def render_decision(console: Console, record: dict[str, Any]) -> None:
             for item in detail[key]:
                 table.add_row(*(item[column] for column in columns))
             console.print(table)
-    for label in ("unknown", "notes"):
+    for label in ("unknown", "withheld", "notes"):
         if detail.get(label):
             console.print(f"[bold]{label}[/bold]: " + "; ".join(detail[label]))
     if detail.get("error_detail") is not None:

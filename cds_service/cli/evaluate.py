@@ -78,8 +78,17 @@ def print_trace(console: Console, trace: dict[str, Any], facts: dict[str, dict[s
     for item in trace["excluded"]:
         excluded.add_row(item["resource"], item["reason"])
     console.print(excluded if trace["excluded"] else "[bold]Excluded resources[/bold]: none")
+    if trace.get("unreadable"):
+        unreadable = Table(title="Unreadable resources (their fact is unknown)", title_justify="left")
+        for column in ("resource", "fact", "element"):
+            unreadable.add_column(column, overflow="fold")
+        for item in trace["unreadable"]:
+            unreadable.add_row(item["resource"], item["fact"], item["element"])
+        console.print(unreadable)
     if trace.get("unknown"):
-        console.print(f"[bold]Unknown facts[/bold] (data could not be obtained): {', '.join(trace['unknown'])}")
+        console.print(f"[bold]Unknown facts[/bold] (data could not be obtained or read): {', '.join(trace['unknown'])}")
+    if trace.get("withheld"):
+        console.print(f"[bold]Withheld[/bold] (the answer depends on unknown data): {', '.join(trace['withheld'])}")
     for note in trace.get("notes", []):
         console.print(f"note: {note}")
 

@@ -177,7 +177,12 @@ function renderTrace(trace, facts) {
   box.append(trace.excluded.length
     ? table(["resource", "reason"], trace.excluded.map((e) => [e.resource, e.reason]))
     : el("p", { className: "muted" }, "none"));
+  if ((trace.unreadable || []).length) {
+    box.append(el("h3", {}, `Unreadable resources (${trace.unreadable.length})`));
+    box.append(table(["resource", "would have told", "element that could not be read"], trace.unreadable.map((u) => [u.resource, u.fact, u.element])));
+  }
   if ((trace.unknown || []).length) box.append(el("p", {}, `Unknown facts: ${trace.unknown.join(", ")}`));
+  if ((trace.withheld || []).length) box.append(el("p", {}, `Withheld (depends on unknown data): ${trace.withheld.join(", ")}`));
   if ((trace.notes || []).length) {
     box.append(el("h3", {}, "Notes"));
     box.append(el("ul", {}, ...trace.notes.map((n) => el("li", {}, typeof n === "string" ? n : JSON.stringify(n)))));
