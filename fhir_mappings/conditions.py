@@ -2,7 +2,9 @@
 
 A Condition whose code is in one of these value sets but whose read elements are malformed makes
 that condition unknown (`conditions.<name>`), unless an element that can be read already rules it
-out (another patient's, refuted, entered-in-error, not active).
+out (another patient's, refuted, entered-in-error, not active). Pregnancy also comes from a
+pregnancy status Observation (LOINC 82810-3) whose value says pregnant, final, amended or
+corrected, dated within `pregnancy_status_days`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fhir_mappings.context import Context, guarded, of_type, ref
 from fhir_mappings.facts import ConditionsFact
 from fhir_mappings.reading import unreadable_element
 from fhir_mappings.references import another_patients, subject_problem
-from fhir_mappings.valuesets import concepts_of
+from fhir_mappings.valuesets import VALUESETS, coded_as, concepts_of
 
 CONDITION_LABELS = {
     "rls": "RLS",
@@ -51,8 +53,49 @@ def ruled_out(resource: dict[str, Any], ctx: Context) -> str | None:
     )
 
 
+PREGNANCY = VALUESETS["pregnancy"]
+
+
+def pregnancy_status_says_pregnant(resources: list[dict[str, Any]], ctx: Context) -> bool:
+    """Whether a usable pregnancy status Observation says pregnant; an unreadable one that could
+    have said so makes pregnancy unknown."""
+    window = int(ctx.param("pregnancy_status_days", 280))
+    pregnant = False
+
+    def read(resource: dict[str, Any]) -> None:
+        nonlocal pregnant
+        if not coded_as(resource.get("code"), PREGNANCY.observation_codes):
+            return
+        day = dates.effective_date(resource)
+        outside = day is not None and (day > ctx.today or ctx.days_ago(day) > window)
+        element = unreadable_element(resource)
+        if element:
+            against = another_patients(resource, ctx.patient_id, ctx.full_urls) or status.readable_simple_status(resource)
+            if against or outside:
+                ctx.trace.exclude(resource, f"{against or 'not within pregnancy_status_days'} ({element} unreadable)", "conditions")
+            else:
+                ctx.trace.unknown(resource, fact_type="conditions", label="pregnancy", element=element, fields=("conditions.pregnancy",))
+            return
+        problem = subject_problem(resource, ctx.patient_id, ctx.full_urls) or status.simple_status(resource)
+        if problem is None and day is None:
+            problem = "no effective date"
+        if problem is None and outside:
+            problem = "dated in the future" if day > ctx.today else "not within pregnancy_status_days"
+        if problem:
+            ctx.trace.exclude(resource, problem, "conditions")
+            return
+        if coded_as(resource.get("valueCodeableConcept"), PREGNANCY.observation_values):
+            pregnant = True
+            ctx.trace.source("conditions", ref(resource))
+
+    guarded(ctx, of_type(resources, "Observation"), read, "conditions")
+    return pregnant
+
+
 def map_conditions(resources: list[dict[str, Any]], ctx: Context) -> ConditionsFact:
     found: set[str] = set()
+    if pregnancy_status_says_pregnant(resources, ctx):
+        found.add("pregnancy")
 
     def read(resource: dict[str, Any]) -> None:
         concepts = sorted(concepts_of(resource.get("code")) & set(CONDITION_SETS))

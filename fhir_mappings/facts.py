@@ -47,7 +47,7 @@ class ConditionsFact:
     type_name: ClassVar[str] = "conditions"
     rls: bool = doc("restless legs syndrome (SNOMED 32914008, ICD-10-CM G25.81)", False)
     ida: bool = doc("iron deficiency anemia condition (SNOMED 87522002, ICD-10-CM D50 and children)", False)
-    pregnancy: bool = doc("active pregnancy (SNOMED 77386006, 72892002, 47200007; ICD-10-CM Z33.1, Z34 and O09 with their children)", False)
+    pregnancy: bool = doc("active pregnancy (SNOMED 77386006, 72892002, 47200007; ICD-10-CM Z33.1, Z34 and O09 with their children), or a pregnancy status Observation (LOINC 82810-3) saying pregnant within pregnancy_status_days", False)
     absorption_disorder: bool = doc("celiac, Crohn's, ulcerative colitis, malabsorption or bariatric surgery history", False)
     iron_overload_disorder: bool = doc("hemochromatosis (ICD-10-CM E83.11 and children)", False)
 

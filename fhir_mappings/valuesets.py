@@ -51,6 +51,10 @@ class ValueSet:
     codes: tuple[dict[str, Any], ...]
     names: tuple[str, ...] = ()
     excluded_codes: tuple[dict[str, Any], ...] = ()
+    observation_codes: tuple[dict[str, Any], ...] = ()
+    """Observation codes whose value can state the concept (pregnancy status, LOINC 82810-3)."""
+    observation_values: tuple[dict[str, Any], ...] = ()
+    """The values of those Observations that mean the concept holds."""
 
 
 def canonical_system(system: Any) -> str | None:
@@ -79,6 +83,8 @@ def _load(path: Path) -> ValueSet:
         codes=tuple(data.get("codes") or ()),
         names=tuple(data.get("names") or ()),
         excluded_codes=tuple(data.get("excluded_codes") or ()),
+        observation_codes=tuple(data.get("observation_codes") or ()),
+        observation_values=tuple(data.get("observation_values") or ()),
     )
 
 
@@ -187,3 +193,13 @@ LAB_VALUESETS = ("ferritin", "hemoglobin", "tsat", "serum_iron", "tibc")
 def lab_loinc_codes() -> tuple[str, ...]:
     """Every LOINC code the labs prefetch asks for."""
     return FERRITIN_LOINC + HEMOGLOBIN_LOINC + TSAT_LOINC + IRON_TIBC_LOINC
+
+
+def coded_as(concept: Any, entries: Iterable[dict[str, Any]]) -> bool:
+    """Whether a CodeableConcept has a coding equal to one of `entries` (system aliases folded)."""
+    wanted = {(SYSTEM_ALIASES[e["system"]], normalize_code(SYSTEM_ALIASES[e["system"]], str(e["code"]))) for e in entries}
+    for system, code, _ in iter_codings(concept):
+        canon = canonical_system(system)
+        if canon is not None and isinstance(code, str) and (canon, normalize_code(canon, code)) in wanted:
+            return True
+    return False

@@ -147,3 +147,43 @@ def test_refuted_rls_gives_no_card_through_http(client):
     request = fx.cds_request([fx.condition("rls", verification="refuted"), fx.ferritin(32, days_ago=20)])
     response = client.post("/cds-services/rls-iron-patient-view", json=request)
     assert response.status_code == 200 and response.json()["cards"] == []
+
+
+# --- pregnancy status Observation (LOINC 82810-3) ----------------------------------------------
+
+PREGNANT = fx.concept(SCT, "77386006", "Pregnant")
+NOT_PREGNANT = fx.concept(SCT, "60001007", "Not pregnant")
+
+
+def pregnancy_status(value, days_ago=30, **kw):
+    return fx.observation("82810-3", "Pregnancy status", None, None, days_ago=days_ago, valueCodeableConcept=value, **kw)
+
+
+def facts_of(*resources):
+    return build_facts(fx.mapping_input([fx.patient(), *resources], params=fx.article_params()))
+
+
+@pytest.mark.parametrize(
+    "observation, pregnant",
+    [
+        (pregnancy_status(PREGNANT), True),
+        (pregnancy_status(PREGNANT, days_ago=280), True),
+        (pregnancy_status(PREGNANT, days_ago=281), False),
+        (pregnancy_status(PREGNANT, days_ago=-1), False),
+        (pregnancy_status(NOT_PREGNANT), False),
+        (pregnancy_status(PREGNANT, status="preliminary"), False),
+        (pregnancy_status(PREGNANT, patient_id="pat-other"), False),
+    ],
+)
+def test_a_pregnancy_status_observation_saying_pregnant_within_280_days_is_pregnancy(observation, pregnant):
+    fs = facts_of(observation)
+    assert fs.conditions.pregnancy is pregnant and fs.unknown == ()
+
+
+def test_an_unreadable_pregnancy_status_observation_makes_pregnancy_unknown():
+    broken = pregnancy_status(PREGNANT, oid="ps-1", effectiveDateTime="last month")
+    fs = facts_of(broken)
+    assert fs.unknown == ("conditions.pregnancy",) and fs.record.pregnancy_unknown is True
+    assert [(u.reference, u.fact, u.element) for u in fs.unreadable] == [("Observation/ps-1", "pregnancy", "effectiveDateTime")]
+    old = pregnancy_status({"coding": {"code": "77386006"}}, days_ago=400, oid="ps-2")
+    assert facts_of(old).unknown == (), "a readable date outside the window rules it out"
