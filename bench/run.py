@@ -185,9 +185,8 @@ f:close()
 """
 
 # A .jsonl body file holds one request per line, sent in rotation (every request a new chart).
-# The rotation goes on, per server, where its previous run stopped (warm-up included): a run that
-# started again at the first line would resend charts whose resources the service has just
-# validated. 3,000 charts are more than the validation cache holds (about 745 charts' resources).
+# The rotation goes on, per server, where its previous run stopped (warm-up included), so that no
+# run resends the charts the service has just answered, whatever a cache might keep.
 ROTATION_SENT: dict[tuple[str, Path], int] = {}
 """Requests sent so far from each body file to each server (url)."""
 WRK_ROTATION_SCRIPT = """
