@@ -12,7 +12,7 @@ from fhir_mappings import status
 from fhir_mappings.context import Context, guarded, of_type, ref
 from fhir_mappings.facts import AllergiesFact
 from fhir_mappings.medications import classify
-from fhir_mappings.reading import unreadable_element
+from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, subject_problem
 
 ALLERGY_FIELDS = {"oral_iron": ("oral_iron_intolerance", "oral iron intolerance"), "iv_iron": ("iv_iron_allergy", "IV iron allergy")}
@@ -31,6 +31,7 @@ def map_allergies(resources: list[dict[str, Any]], ctx: Context) -> tuple[Allerg
         match = classify(resource, [resource.get("code")], ctx)
         classes = sorted(match.classes & set(ALLERGY_FIELDS))
         if not classes:
+            ctx.trace.unclassified(resource, unreadable_code(resource, "code"))
             return
         element = unreadable_element(resource)
         if element:

@@ -14,7 +14,7 @@ from typing import Any
 from fhir_mappings import dates, status
 from fhir_mappings.context import Context, guarded, of_type, ref
 from fhir_mappings.facts import ConditionsFact
-from fhir_mappings.reading import unreadable_element
+from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, subject_problem
 from fhir_mappings.valuesets import VALUESETS, coded_as, concepts_of
 
@@ -100,6 +100,7 @@ def map_conditions(resources: list[dict[str, Any]], ctx: Context) -> ConditionsF
     def read(resource: dict[str, Any]) -> None:
         concepts = sorted(concepts_of(resource.get("code")) & set(CONDITION_SETS))
         if not concepts:
+            ctx.trace.unclassified(resource, unreadable_code(resource, "code"))
             return
         element = unreadable_element(resource)
         if element:

@@ -40,6 +40,11 @@ class Trace:
     def exclude(self, resource: dict[str, Any], reason: str, fact: str = "") -> None:
         self.exclusions.append(Exclusion(rtype(resource), rid(resource), reason, fact))
 
+    def unclassified(self, resource: dict[str, Any], element: str | None) -> None:
+        """A resource whose code could not be read, so nothing tells what it records."""
+        if element:
+            self.exclude(resource, f"unreadable: {element} (what it records cannot be told)")
+
     def unknown(self, resource: dict[str, Any], *, fact_type: str, label: str, element: str, fields: tuple[str, ...]) -> None:
         """An unreadable resource of a value set: left out, and what it would have told is unknown."""
         self.exclude(resource, f"unreadable: {element}", fact_type)

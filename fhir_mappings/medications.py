@@ -20,7 +20,7 @@ from typing import Any
 from fhir_mappings import dates, status
 from fhir_mappings.context import Context, guarded, of_type, ref, rid
 from fhir_mappings.facts import IvIronFact, MedicationsFact, OralIronFact
-from fhir_mappings.reading import unreadable_element
+from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, resolve, subject_problem
 from fhir_mappings.valuesets import concepts_for_name, concepts_of, looks_like_iron, texts_of
 
@@ -216,6 +216,7 @@ def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: 
             return
         match = classify(resource, found.concepts, ctx)
         if not match.classes:
+            ctx.trace.unclassified(resource, unreadable_code(resource, "medicationCodeableConcept"))
             return
         fact = _fact_of(match.classes)
         element = unreadable_element(resource, draft=draft) or found.unreadable

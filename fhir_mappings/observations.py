@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from fhir_mappings import dates, status, units
 from fhir_mappings.context import Context, guarded, of_type, ref, rid
-from fhir_mappings.reading import unreadable_element
+from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, subject_problem
 from fhir_mappings.valuesets import LAB_VALUESETS, LOINC, SYSTEM_ALIASES, VALUESETS, codes_of, iter_codings
 
@@ -127,6 +127,7 @@ def candidates(resources: list[dict[str, Any]], ctx: Context) -> Labs:
             ctx.trace.exclude(resource, disqualifier)
             return
         if not analytes:
+            ctx.trace.unclassified(resource, unreadable_code(resource, "code"))
             return
         if len(analytes) > 1:
             ctx.trace.exclude(resource, "codes of several analytes")

@@ -170,6 +170,22 @@ def _path(location: tuple[Any, ...]) -> str:
     return out[:120] or "resource"
 
 
+def unreadable_code(resource: dict[str, Any], key: str) -> str | None:
+    """The path of a malformed coding in `resource[key]` (a CodeableConcept), or None.
+
+    For a resource whose codes matched no value set: when its code cannot be read, nobody can
+    tell what it records, and the trace says so.
+    """
+    if key not in resource:
+        return None
+    try:
+        CodeableConcept.model_validate(resource[key])
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_context=False, include_url=False)
+        return _path((key, *errors[0]["loc"])) if errors else key
+    return None
+
+
 def unreadable_element(resource: dict[str, Any], *, draft: bool = False) -> str | None:
     """The first element read for a fact that is malformed (its path), or None when all are readable.
 

@@ -269,3 +269,11 @@ def test_other_cards_list_the_left_out_resources_of_the_facts_they_read(api):
     detail = card(answer, "start-oral-iron")["detail"]
     assert "**Left out:** " in detail
     assert "Observation/fer-prelim (status preliminary)" in detail and "Condition/rls-old (clinicalStatus resolved)" in detail
+
+
+def test_a_resource_whose_code_cannot_be_read_is_named_in_the_trace(api, database):
+    garbled = fx.condition("hemochromatosis", cid="garbled-1", code="E83.110")  # a string where R4 wants a CodeableConcept
+    answer = post(api, [*RLS_LOW, garbled])
+    assert codes(answer) == ["start-oral-iron"], "nothing tells it is hemochromatosis: it makes no fact unknown"
+    excluded = trace(database, answer)["excluded"]
+    assert {"resource": "Condition/garbled-1", "reason": "unreadable: code (what it records cannot be told)"} in excluded
