@@ -32,8 +32,7 @@ def typical_request(patient_id: str = fx.DEFAULT_PATIENT, ferritin: float = 32) 
 def distinct_typical_requests(count: int = 3000) -> list[dict[str, Any]]:
     """Typical requests that all differ (patient, resource ids, ferritin): every one is a new chart.
 
-    Sent in rotation they miss every cache the service keeps (decisions reused for identical
-    charts, FHIR validation by content): more distinct charts than either holds, in a cycle.
+    Sent in rotation, so that no answer could come from anything kept about an earlier request.
     """
     return [typical_request(f"bench-{n}", ferritin=20 + n % 25) for n in range(count)]
 

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request, Response
 
 from cds_service import metrics, pipeline, prefetch
 from cds_service.auth import verify_caller
-from cds_service.cards import card_documents
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.fastjson import DirectRoute, OrjsonResponse, body_schema, read_body
 from cds_service.ids import new_id
@@ -75,7 +74,6 @@ async def invoke(service_id: str, request: Request) -> Response:
             lambda: prefetch.gather(body, runtime),
             now=runtime.clock(),
             base_url=runtime.public_base(request),
-            cache=runtime.reuse,
         )
     except CDSError as exc:
         metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()
@@ -102,7 +100,7 @@ async def invoke(service_id: str, request: Request) -> Response:
     # The cards are already validated models (CDSResponse documents the shape): no second pass.
     return OrjsonResponse(
         {
-            "cards": card_documents(evaluation.cards, evaluation.views),
+            "cards": [card.model_dump(mode="json", exclude_none=True) for card in evaluation.cards],
             "extension": {"decision-id": evaluation.decision_id, "ruleset-version": service.ruleset.version},
         }
     )

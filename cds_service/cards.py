@@ -59,38 +59,6 @@ def build_cards(
     return cards
 
 
-def with_new_uuids(cards: Iterable[Card]) -> list[Card]:
-    """Copies of cards with fresh card and suggestion uuids (a uuid names one card shown once)."""
-    return [
-        card.model_copy(
-            update={
-                "uuid": new_id(),
-                "suggestions": [s.model_copy(update={"uuid": new_id()}) for s in card.suggestions]
-                if card.suggestions
-                else card.suggestions,
-            }
-        )
-        for card in cards
-    ]
-
-
-def card_documents(cards: list[Card], views: dict[str, Any]) -> list[dict[str, Any]]:
-    """The cards as JSON for the response. Cards of reuses of one decision differ only in their
-    uuids, so the JSON form is made once (in `views`, see `Evaluation.views`) and each
-    response gets a copy with its own card and suggestion uuids."""
-    documents = views.get("cards-json")
-    if documents is None or len(documents) != len(cards):
-        documents = views["cards-json"] = [card.model_dump(mode="json", exclude_none=True) for card in cards]
-    return [_with_uuids(document, card) for document, card in zip(documents, cards)]
-
-
-def _with_uuids(document: dict[str, Any], card: Card) -> dict[str, Any]:
-    copied = {**document, "uuid": card.uuid}
-    if card.suggestions:
-        copied["suggestions"] = [{**s, "uuid": mine.uuid} for s, mine in zip(document["suggestions"], card.suggestions)]
-    return copied
-
-
 def _group(fired: Iterable[FiredRule]) -> dict[str, list[FiredRule]]:
     groups: dict[str, list[FiredRule]] = {}
     for f in fired:

@@ -11,7 +11,6 @@ from cds_service.audit.writer import DecisionLog
 from cds_service.card_texts import load_card_texts
 from cds_service.engine import RuleEngine, build_engines, choose_engine
 from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
-from cds_service.reuse import ReuseCache
 from cds_service.services import Service, build_services
 from cds_service.settings import Settings
 
@@ -27,34 +26,19 @@ class Runtime:
     engine_name: str
     decision_log: DecisionLog
     engine_note: str | None = None
-    reuse: ReuseCache = field(default_factory=lambda: ReuseCache(0))
-    """Decisions of identical invocations (cds_service.reuse); empty and off unless configured."""
     extras: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     """"Now" for every evaluation: the request time. Tests and demos replace it."""
-    _bases: dict[tuple[Any, ...], str] = field(default_factory=dict, repr=False)
 
     @property
     def ruleset_version(self) -> str:
         return next(iter(self.rulesets.values())).version
 
     def public_base(self, request: Any) -> str:
-        """Base URL for links in cards: CDS_PUBLIC_URL when set, else the URL the request came to.
-
-        Remembered per (scheme, Host, root path): building Starlette's URL costs more than the
-        rest of a reused decision. The Host header is the client's, so at most 64 are kept.
-        """
+        """Base URL for links in cards: CDS_PUBLIC_URL when set, else the URL the request came to."""
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
-        scope = request.scope
-        server = scope.get("server")
-        key = (scope.get("scheme"), request.headers.get("host"), scope.get("root_path", ""), tuple(server) if server else None)
-        base = self._bases.get(key)
-        if base is None:
-            base = str(request.base_url).rstrip("/")
-            if len(self._bases) < 64:
-                self._bases[key] = base
-        return base
+        return str(request.base_url).rstrip("/")
 
     def close(self) -> None:
         for engine in self.engines.values():
@@ -71,6 +55,4 @@ def build_runtime(settings: Settings) -> Runtime:
     engines = build_engines(rulesets, engine_name)
     services = build_services(rulesets, settings.enabled_services)
     log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})
-    return Runtime(
-        settings, rulesets, engines, services, engine_name, DecisionLog(settings), note, reuse=ReuseCache(settings.reuse_cache_size)
-    )
+    return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), note)

@@ -58,10 +58,6 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
             "as_of": evaluation.now.isoformat(),
             **content["detail"],
             "error_detail": None,
-            # True when an identical invocation (the same request apart from hookInstance and
-            # access token, same day and rules) was decided earlier by this worker and its facts
-            # and rule answer were reused (cds_service.reuse).
-            "reused": bool(evaluation.extra.get("reused")),
         },
         "fired": content["fired"],
         "cards": [
@@ -78,13 +74,8 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
 
 
 def _decision_content(evaluation: "Evaluation", settings: "Settings") -> dict[str, Any]:
-    """The part of a decision record that depends only on the decision (facts, rules, patient),
-    built once and shared by the records of every reuse of that decision (never mutated)."""
+    """What the decision itself holds: facts, fired rules with their values, the trace."""
     phi = settings.decision_log_phi
-    view = f"decision-record-content:{phi}"
-    content = evaluation.views.get(view)
-    if content is not None:
-        return content
     patient_id = evaluation.request.context.patientId
     facts = evaluation.facts.to_engine()
     params = evaluation.service.ruleset.parameters
@@ -125,7 +116,6 @@ def _decision_content(evaluation: "Evaluation", settings: "Settings") -> dict[st
         "fired": fired,
         "phi": {"facts": facts} if phi else None,
     }
-    evaluation.views[view] = content
     return content
 
 
