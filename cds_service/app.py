@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cds_service import __version__, collector
+from cds_service import __version__
 from cds_service.api import BODY_MODELS, calls, router
 from cds_service.auth import CHALLENGE, AuthGate, build_verifier
 from cds_service.cors import add_cors
@@ -57,7 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("CDS_PATIENT_KEY_SECRET is not set: decision-log patient keys use the public development key")
         await runtime.decision_log.start()
         app.state.accepting = True
-        collector.settle()  # start-up's objects frozen, the youngest generation collected rarely
         try:
             yield
         finally:

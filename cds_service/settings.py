@@ -46,19 +46,6 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///./var/decisions.db", description="decision log database (SQLAlchemy URL)")
     decision_log_phi: bool = Field(False, description="store patient values in the decision log")
-    decision_log_process: bool = Field(
-        True, description="SQLite: write the decision log from a child process of each worker (else from a thread)"
-    )
-    decision_log_writer_nice: int = Field(
-        10,
-        ge=0,
-        le=10,
-        description=(
-            "SQLite writer process: niceness added while it keeps up, so that answers come first on a busy host; "
-            "a writer 10,000 records behind is replaced by one at the worker's priority. 0 keeps the worker's. "
-            "At most 10: at 19 a batch written on a saturated core took 13 s, so falling behind was noticed late"
-        ),
-    )
     patient_key_secret: str = Field(
         DEVELOPMENT_PATIENT_KEY, description="HMAC key for the pseudonymous patient key in the decision log"
     )

@@ -1,9 +1,7 @@
 """The decision log: one record per invocation and per feedback item, never blocking the answer.
 
 `Store` (the database, used by the CLI) is exported here; the queued writer the routes use is
-`cds_service.audit.writer.DecisionLog`. This package imports nothing more: the writer process
-(`audit/writing.py`) imports it too, and needs only the database side, not the rules and FHIR
-models behind the decision records. See docs/decision-log.md.
+`cds_service.audit.writer.DecisionLog`. See docs/decision-log.md.
 """
 
 from __future__ import annotations

@@ -8,16 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import orjson
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, inspect, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.audit import sqlite_bulk
 from cds_service.audit.models import DECISION, FEEDBACK, decision_cards, decision_rules, decisions, feedback
 
 log = logging.getLogger("cds_service.audit")
@@ -87,11 +85,6 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.migrated = False
-        self.json1 = False
-        """SQLite's JSON functions answer (checked once the schema is migrated; see `bulk`)."""
-        self.bind_rows = False
-        """SQLite bulk rows bound one by one rather than expanded from JSON (`sqlite_bulk.insert_bound`):
-        set by the writer process, where no event loop waits for the GIL."""
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -122,7 +115,6 @@ class Store:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         self.migrated = True
-        self.json1 = self.engine.dialect.name == "sqlite" and self._has_json1()
 
     def ensure_ready(self) -> None:
         if not self.migrated:
@@ -146,63 +138,50 @@ class Store:
 
     # ---- writing ------------------------------------------------------------------------------
 
-    @property
-    def bulk(self) -> bool:
-        """True on SQLite with its JSON functions (built in since 3.38, and in Debian's builds long
-        before): decisions are then written as prepared rows (`sqlite_bulk`), else through SQLAlchemy."""
-        return self.json1
+    def write(self, records: list[dict[str, Any]]) -> None:
+        """Write records in one transaction (SQLAlchemy Core, the same on SQLite and PostgreSQL).
 
-    def _has_json1(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("SELECT count(*) FROM json_each('[1]')")
-            return True
-        except SQLAlchemyError:
-            log.warning("SQLite without JSON functions: decision records are written row by row")
-            return False
-
-    def prepare(self, records: list[dict[str, Any]]) -> sqlite_bulk.Prepared:
-        """The decision records of a batch as rows for `write` (pure Python, no database)."""
-        return sqlite_bulk.prepare((r for r in records if r.get("kind") == DECISION), self._stored_created_at)
-
-    @cached_property
-    def _stored_created_at(self) -> Callable[[dict[str, Any]], Any]:
-        """A record's `created_at` as this dialect stores it (SQLAlchemy's own converter)."""
-        column_type = decisions.c.created_at.type.dialect_impl(self.engine.dialect)
-        convert = column_type.bind_processor(self.engine.dialect) or (lambda value: value)
-        return lambda record: convert(_parse_time(record["created_at"]))
-
-    def write(self, records: list[dict[str, Any]], prepared: sqlite_bulk.Prepared | None = None) -> None:
-        """Write records in one transaction. Records already stored (same id) are skipped: retries are safe.
-
-        On SQLite, decisions go in as rows prepared beforehand (`prepare`; the writer prepares
-        them on the event loop) with one statement per table; elsewhere through SQLAlchemy's
-        executemany. Feedback that arrived before its decision is linked here.
+        Records already stored (same id) are skipped, so a batch may be written again. Feedback
+        that arrived before its decision is linked here.
         """
         self.ensure_ready()
         decision_records = [r for r in records if r.get("kind") == DECISION]
         feedback_records = [r for r in records if r.get("kind") == FEEDBACK]
         with self.engine.begin() as connection:
-            if self.bulk:
-                rows = prepared if prepared is not None else self.prepare(decision_records)
-                stored = sqlite_bulk.stored_ids(connection, rows.ids)
-                rows = rows.without(stored) if stored else rows
-                (sqlite_bulk.insert_bound if self.bind_rows else sqlite_bulk.insert)(connection, rows)
-                cards = [{"decision_id": c[0], "card_uuid": c[1], "outcome": c[2]} for c in rows.cards]
-            else:
-                stored = self._existing(connection, decisions.c.id, [r["id"] for r in decision_records])
-                fresh = []
-                for record in decision_records:
-                    if record["id"] not in stored:
-                        stored.add(record["id"])
-                        fresh.append(record)
-                self._write_decisions(connection, fresh)
-                cards = [{"decision_id": r["id"], "card_uuid": c["uuid"], "outcome": c.get("outcome")} for r in fresh for c in r.get("cards", [])]
+            stored = self._existing(connection, decisions.c.id, [r["id"] for r in decision_records])
+            fresh = []
+            for record in decision_records:
+                if record["id"] not in stored:
+                    stored.add(record["id"])
+                    fresh.append(record)
+            self._write_decisions(connection, fresh)
+            cards = [{"decision_id": r["id"], "card_uuid": c["uuid"], "outcome": c.get("outcome")} for r in fresh for c in r.get("cards", [])]
             if cards:
                 self._link_waiting_feedback(connection, cards)
             if feedback_records:
                 stored_feedback = self._existing(connection, feedback.c.id, [r["id"] for r in feedback_records])
                 self._write_feedback(connection, feedback_records, stored_feedback)
+
+    def write_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write the batch; return the records the database refused while it was up (written one
+        by one to find them, so one bad record never holds up the others). Raises while the
+        database is unreachable."""
+        self.ensure_ready()
+        try:
+            self.write(batch)
+            return []
+        except Exception:
+            if not self.ping():
+                raise
+        refused = []
+        for record in batch:
+            try:
+                self.write([record])
+            except Exception:
+                if not self.ping():
+                    raise
+                refused.append(record)
+        return refused
 
     def _existing(self, connection, column, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -250,12 +229,9 @@ class Store:
         """Feedback that arrived before its decision was written (another worker, a replay) gets linked now."""
         by_uuid = {c["card_uuid"]: c for c in cards}
         for chunk in _chunks(list(by_uuid)):
-            if self.bulk:  # one parameter instead of one per uuid: little Python on the writer's thread
-                waiting = sqlite_bulk.waiting_feedback(connection, chunk)
-            else:
-                waiting = connection.execute(
-                    select(feedback.c.id, feedback.c.card_uuid).where(and_(feedback.c.linked.is_(False), feedback.c.card_uuid.in_(chunk)))
-                ).all()
+            waiting = connection.execute(
+                select(feedback.c.id, feedback.c.card_uuid).where(and_(feedback.c.linked.is_(False), feedback.c.card_uuid.in_(chunk)))
+            ).all()
             for feedback_id, card_uuid in waiting:
                 card = by_uuid[card_uuid]
                 connection.execute(

@@ -1,7 +1,5 @@
-"""The decision log: record_* enqueue and return; a background task writes batches off the event loop.
-
-Batches are written by a writer process on SQLite and from a thread on a server database
-(cds_service.audit.writing).
+"""The decision log: a bounded buffer with one writer. record_* enqueue and return; one background
+task hands batches to a thread that writes them (`Store.write_batch`), off the event loop.
 
 The clinical answer never waits for the database and never fails because of it. While the database
 is down, records stay in a bounded in-memory queue and the writer retries with backoff (counting
@@ -22,9 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from cds_service import metrics
 from cds_service.audit.records import decision_record, failure_record, feedback_records, now_utc
 from cds_service.audit.spill import SpillFile, default_spill_dir, sqlite_path
-from cds_service.audit.sqlite_bulk import Prepared
 from cds_service.audit.store import Store
-from cds_service.audit.writing import ProcessWriter, ThreadWriter
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -56,8 +52,6 @@ class DecisionLog:
     unhealthy_fill = 0.9
     gather_batch = 100
     """An embedded database's writer waits (up to `linger`) for this many records before writing."""
-    prepare_slice = 20
-    """Records turned into SQLite rows between two yields to the event loop (see `_prepare`)."""
     linger = 0.1
     """Seconds a smaller embedded batch may wait for more records before it is written."""
 
@@ -66,7 +60,6 @@ class DecisionLog:
         self.queue: deque[dict[str, Any]] = deque()
         self.spill = SpillFile(spill_dir or default_spill_dir(settings.database_url))
         self.store: Store | None = None
-        self._writer: ThreadWriter | ProcessWriter | None = None
         self.clock: Callable[[], "datetime"] = now_utc
         self.db_ok = True
         self.ruleset_version = _ruleset_version(settings)
@@ -88,16 +81,6 @@ class DecisionLog:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.store = Store(self.settings.database_url)
-        if self.embedded and self.settings.decision_log_process:
-            self._writer = ProcessWriter(
-                self.settings.database_url,
-                self.settings.log_level,
-                self.settings.log_json,
-                nice=self.settings.decision_log_writer_nice,
-                backlog=lambda: len(self.queue),
-            )
-        else:
-            self._writer = ThreadWriter(self.store)
         try:
             records, files = await asyncio.to_thread(self.spill.take_for_replay)
         except OSError as exc:
@@ -139,8 +122,6 @@ class DecisionLog:
                 log.warning("decision-log records spilled to file for replay at next start", extra={"records": len(remaining), "file": str(self.spill.path)})
             except OSError as exc:
                 log.error("decision-log records could not be spilled and are lost (%s)", type(exc).__name__, extra={"records": len(remaining)})
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.close, self.flush_timeout)
         if self.store is not None:
             self.store.dispose()
 
@@ -249,16 +230,12 @@ class DecisionLog:
             delay = min(delay * 2, self.retry_max)
 
     async def _write_next(self) -> bool:
-        # Handed to a thread (which waits on the writer process, or writes), so that neither a
-        # slow network nor a disk stalls answers. From a thread, SQLite gets a whole batch in a
-        # few statements (audit/sqlite_bulk.py): a row-by-row insert starved beside a busy loop
-        # (each row took the GIL back after a switch interval) and the backlog grew without bound.
-        # Indexing (not iterating) tolerates appends from another thread while the batch is taken.
-        assert self._writer is not None
+        # On a thread, so that neither a slow network nor a disk stalls answers. Indexing (not
+        # iterating) tolerates appends from another thread while the batch is taken.
+        assert self.store is not None
         batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
         try:
-            prepared = await self._prepare(batch) if self._writer.prepares_on_loop else None
-            refused = await asyncio.to_thread(self._writer.write, batch, prepared)
+            refused = await asyncio.to_thread(self.store.write_batch, batch)
             if refused:
                 await asyncio.to_thread(self._reject, refused)
         except Exception as exc:
@@ -278,19 +255,6 @@ class DecisionLog:
                 self.spill.remove(self._replay_files)
                 self._replay_files = []
         return True
-
-    async def _prepare(self, batch: list[dict[str, Any]]) -> Prepared | None:
-        """SQLite rows for the batch, built on the loop `prepare_slice` records at a time with a
-        yield between: Python work done on the writer's thread would hold the GIL against the loop."""
-        assert self.store is not None
-        prepared = Prepared()
-        for start in range(0, len(batch), self.prepare_slice):
-            try:
-                prepared.extend(self.store.prepare(batch[start : start + self.prepare_slice]))
-            except Exception:
-                return None  # a malformed record: the thread writes one by one and sets it aside
-            await asyncio.sleep(0)
-        return prepared
 
     def _reject(self, records: list[dict[str, Any]]) -> None:
         metrics.DECISION_LOG_FAILURES.inc(len(records))
