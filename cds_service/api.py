@@ -71,7 +71,7 @@ async def invoke(service_id: str, request: Request) -> Response:
             body,
             service,
             runtime.engines[service.profile],
-            lambda: prefetch.gather(body, runtime),
+            lambda: prefetch.gather(body, runtime.fhir),
             now=runtime.clock(),
             base_url=runtime.public_base(request),
         )

@@ -20,7 +20,6 @@ from cds_service.cors import add_cors
 from cds_service.edge import CatchAll, Edge
 from cds_service.errors import CDSError, Unauthorized
 from cds_service.fastjson import add_direct_routes, component_schemas
-from cds_service.fhir_client import close_shared
 from cds_service.limits import RequestLimits
 from cds_service.logging_setup import configure_logging
 from cds_service.routes import catalog, ops, ui
@@ -62,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.accepting = False  # /readyz turns 503 while in-flight requests finish
             await runtime.decision_log.stop()
-            await close_shared(runtime)
+            await runtime.fhir.aclose()
             runtime.close()
 
     app = FastAPI(

@@ -14,15 +14,12 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from cds_service import __version__
 from cds_service.settings import Settings
-
-if TYPE_CHECKING:
-    from cds_service.runtime import Runtime
 
 log = logging.getLogger("cds_service.fhir")
 
@@ -34,7 +31,6 @@ for _name in ("httpx", "httpcore"):
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Largest single response body read from the FHIR server (after decompression)."""
 
-EXTRAS_KEY = "http"
 FHIR_JSON = "application/fhir+json"
 
 
@@ -214,22 +210,31 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def shared_client(runtime: "Runtime") -> FhirClient:
-    """The process's FhirClient, created on first use (connections are reused across requests).
+class FhirServer:
+    """Where the keys absent from prefetch come from: the EHR's FHIR server, through one pooled
+    client per process (connections are reused across requests), closed at shutdown.
 
-    An httpx client belongs to the event loop that made it: a test client that runs each call on
-    a fresh loop gets a fresh client rather than a pool bound to a dead loop.
+    An httpx client belongs to the event loop that made it: a caller on a fresh loop (the CLI, a
+    test client) gets a fresh client rather than a pool bound to a dead loop.
     """
-    client = runtime.extras.get(EXTRAS_KEY)
-    if isinstance(client, FhirClient) and not client.closed and client._loop is _running_loop():
-        return client
-    client = FhirClient(runtime.settings)
-    runtime.extras[EXTRAS_KEY] = client
-    return client
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: FhirClient | None = None
 
-async def close_shared(runtime: "Runtime") -> None:
-    """Close the process's FhirClient, if one was made (at shutdown)."""
-    client = runtime.extras.pop(EXTRAS_KEY, None)
-    if isinstance(client, FhirClient) and not client.closed:
-        await client.aclose()
+    def client(self) -> FhirClient:
+        client = self._client
+        if client is not None and not client.closed and client._loop is _running_loop():
+            return client
+        self._client = FhirClient(self.settings)
+        return self._client
+
+    @property
+    def open_client(self) -> FhirClient | None:
+        """The client made so far, if it is still open."""
+        return self._client if self._client is not None and not self._client.closed else None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and not client.closed:
+            await client.aclose()

@@ -253,7 +253,6 @@ def evaluate_request(runtime: Runtime, raw: dict[str, Any], *, profile: str | No
 
 def _fetch_missing(request: CDSRequest, runtime: Runtime, data: prefetch.PrefetchData) -> prefetch.PrefetchData:
     from cds_service.errors import PrefetchFailed
-    from cds_service.fhir_client import close_shared
 
     try:
         asyncio.get_running_loop()
@@ -264,9 +263,9 @@ def _fetch_missing(request: CDSRequest, runtime: Runtime, data: prefetch.Prefetc
 
     async def fetch() -> prefetch.PrefetchData:
         try:
-            return await prefetch.gather(request, runtime)
+            return await prefetch.gather(request, runtime.fhir)
         finally:
-            await close_shared(runtime)
+            await runtime.fhir.aclose()
 
     try:
         return asyncio.run(fetch())

@@ -3,66 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from cds_service.cards import build_cards
-from cds_service.engine import EngineError, EngineResult, RuleEngine
+from cds_service.decision import Evaluation
+from cds_service.engine import EngineError, RuleEngine
 from cds_service.errors import BadRequest, EngineUnavailable
 from cds_service.ids import new_id
-from cds_service.models import Card, CDSRequest
+from cds_service.models import CDSRequest
 from cds_service.prefetch import PrefetchData, draft_orders
 from cds_service.services import Service
-from fhir_mappings import FactSet, MappingInput, build_facts
+from fhir_mappings import MappingInput, build_facts
 from fhir_mappings.errors import MappingInputError
-
-
-@dataclass
-class Evaluation:
-    """Everything one invocation decided, for the response, the trace and the decision log."""
-
-    decision_id: str
-    service: Service
-    request: CDSRequest
-    now: datetime
-    facts: FactSet
-    result: EngineResult
-    cards: list[Card]
-    duration_ms: float
-    fetched_keys: tuple[str, ...] = ()
-    """Prefetch keys that were absent and fetched from the EHR's FHIR server."""
-
-    def trace(self) -> dict[str, Any]:
-        """The decision trace: fired rules with their facts, silent rules with why, exclusions."""
-        sources = self.facts.sources
-        return {
-            "decision_id": self.decision_id,
-            "service": self.service.id,
-            "profile": self.service.profile,
-            "ruleset_version": self.service.ruleset.version,
-            "engine": self.result.engine,
-            "now": self.now.isoformat(),
-            "fired": [
-                {
-                    "rule": f.rule.id,
-                    "outcome": f.rule.outcome,
-                    "reason": f.rule.reason,
-                    "facts": {t: list(sources.get(t, ())) for t in f.matched_facts},
-                }
-                for f in self.result.fired
-            ],
-            "silent": [{"rule": s.rule.id, "why": s.why} for s in self.result.silent],
-            "excluded": [
-                {"resource": f"{e.resource_type}/{e.resource_id}", "reason": e.reason} for e in self.facts.exclusions
-            ],
-            "notes": list(self.facts.notes),
-            "unknown": list(self.facts.unknown),
-            "unreadable": [{"resource": u.reference, "fact": u.fact, "element": u.element} for u in self.facts.unreadable],
-            "withheld": list(self.result.withheld),
-            "fetched": list(self.fetched_keys),
-            "cards": [{"uuid": c.uuid, "outcome": c.source.topic.code if c.source.topic else None} for c in self.cards],
-        }
 
 
 def evaluate(

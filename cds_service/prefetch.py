@@ -13,18 +13,16 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
 import httpx
 
 from cds_service import metrics
 from cds_service.errors import PrefetchFailed
-from cds_service.fhir_client import EntryBudget, FetchError, FhirClient, Origin, base_url, shared_client
+from cds_service.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
 from cds_service.models import CDSRequest
 
-if TYPE_CHECKING:
-    from cds_service.runtime import Runtime
 
 log = logging.getLogger("cds_service.prefetch")
 
@@ -117,7 +115,7 @@ def collect(request: CDSRequest, templates: Mapping[str, str]) -> PrefetchData:
     return collect_values(request.prefetch or {}, templates)
 
 
-async def gather(request: CDSRequest, runtime: "Runtime") -> PrefetchData:
+async def gather(request: CDSRequest, fhir: FhirServer) -> PrefetchData:
     """All the data of one request: `prefetch`, then `fhirServer` for the keys that are absent.
 
     Every key of the templates is needed (the rules read all of them), so a key that can be
@@ -132,7 +130,7 @@ async def gather(request: CDSRequest, runtime: "Runtime") -> PrefetchData:
     missing = sorted(data.missing_keys)
     if not request.fhirServer:
         raise _failed([Failure(k, "no-fhir-server", "absent from prefetch and no fhirServer to fetch it from") for k in missing], host=None)
-    fetched = await fetch_keys(request, runtime, {k: templates[k] for k in missing})
+    fetched = await fetch_keys(request, fhir, {k: templates[k] for k in missing})
     merged = dict(request.prefetch or {})
     merged.update(fetched)
     result = collect_values(merged, templates)
@@ -140,16 +138,16 @@ async def gather(request: CDSRequest, runtime: "Runtime") -> PrefetchData:
     return result
 
 
-async def fetch_keys(request: CDSRequest, runtime: "Runtime", queries: Mapping[str, str]) -> dict[str, Any]:
+async def fetch_keys(request: CDSRequest, fhir: FhirServer, queries: Mapping[str, str]) -> dict[str, Any]:
     """Fetch each key's query from `fhirServer`, concurrently, within the total time budget."""
-    settings = runtime.settings
+    settings = fhir.settings
     try:
         base = base_url(request.fhirServer or "")
     except FetchError as exc:
         raise _failed([Failure(k, exc.reason, exc.message) for k in queries], host=None) from None
     origin = Origin.of(base)
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
-    client = shared_client(runtime)
+    client = fhir.client()
     budget = EntryBudget(settings.max_bundle_entries)
     patient_id = request.context.patientId
     tasks = {

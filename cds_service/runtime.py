@@ -11,6 +11,7 @@ from cds_service.audit.writer import DecisionLog
 from cds_service.card_texts import load_card_texts
 from cds_service.engine import RuleEngine, build_engines, choose_engine
 from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
+from cds_service.fhir_client import FhirServer
 from cds_service.services import Service, build_services
 from cds_service.settings import Settings
 
@@ -25,8 +26,11 @@ class Runtime:
     services: dict[str, Service]
     engine_name: str
     decision_log: DecisionLog
+    fhir: FhirServer
+    """The EHR's FHIR servers, for prefetch keys that are absent."""
     engine_note: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    catalog: Any = None
+    """The rule catalog, built on first use by the /rules/catalog route (a pure function of the rule files)."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     """"Now" for every evaluation: the request time. Tests and demos replace it."""
 
@@ -55,4 +59,4 @@ def build_runtime(settings: Settings) -> Runtime:
     engines = build_engines(rulesets, engine_name)
     services = build_services(rulesets, settings.enabled_services)
     log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})
-    return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), note)
+    return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), FhirServer(settings), note)

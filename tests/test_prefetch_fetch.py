@@ -156,13 +156,12 @@ def test_the_patient_id_is_url_encoded_in_search_queries(client, fhir):
 
 
 def test_the_shared_client_is_reused_and_closed_at_shutdown(app, fhir):
-    from cds_service.fhir_client import EXTRAS_KEY
-
     request = request_with(fhir, [fx.condition("rls")], absent=("labs",))
     with TestClient(app) as client:
         assert client.post(SERVICE, json=request).status_code == 200
-        shared = app.state.runtime.extras[EXTRAS_KEY]
+        shared = app.state.runtime.fhir.open_client
+        assert shared is not None
         assert client.post(SERVICE, json=request).status_code == 200
-        assert app.state.runtime.extras[EXTRAS_KEY] is shared
+        assert app.state.runtime.fhir.open_client is shared
     assert shared.closed
-    assert EXTRAS_KEY not in app.state.runtime.extras
+    assert app.state.runtime.fhir.open_client is None

@@ -17,7 +17,7 @@ from cds_service.ids import new_id
 
 if TYPE_CHECKING:
     from cds_service.models import Feedback
-    from cds_service.pipeline import Evaluation
+    from cds_service.decision import Evaluation
     from cds_service.settings import Settings
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from cds_service.models import Feedback
-    from cds_service.pipeline import Evaluation
+    from cds_service.decision import Evaluation
     from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service.audit")

@@ -19,12 +19,10 @@ def _catalog(request: Request) -> Any:
 
     runtime = request.app.state.runtime
     with _BUILD_LOCK:
-        built = runtime.extras.get("catalog")
-        if built is None:
+        if runtime.catalog is None:
             rules_dir = runtime.settings.rules_dir or RULES_DIR
-            built = build_catalog(rules_dir, cases=cases_by_rule(rules_dir, runtime))
-            runtime.extras["catalog"] = built
-    return built
+            runtime.catalog = build_catalog(rules_dir, cases=cases_by_rule(rules_dir, runtime))
+    return runtime.catalog
 
 
 @router.get("/rules/catalog", response_class=HTMLResponse)
