@@ -21,6 +21,7 @@ serve: $(STAMP)
 	CDS_MODE=$${CDS_MODE:-development} $(BIN)/cds-service serve --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 
 
 def typical_request(patient_id: str = fx.DEFAULT_PATIENT, ferritin: float = 32) -> dict[str, Any]:

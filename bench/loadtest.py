@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "cds-service"

@@ -293,11 +293,11 @@ def load(url: str, body_path: Path, connections: int, seconds: float) -> Load:
 
 def stage_figures(request: dict[str, Any], runs: int = 200) -> dict[str, Any]:
     """Median microseconds per pipeline stage for one request, and per-engine rule cost."""
-    from cds_service import cards, prefetch
+    from cds_service.pipeline import cards, prefetch
     from cds_service.engine import RuleEngine, available_engines
-    from cds_service.models import CDSRequest
+    from cds_service.hooks import CDSRequest
     from cds_service.runtime import build_runtime
-    from cds_service.services import prefetch_templates
+    from cds_service.pipeline.services import prefetch_templates
     from cds_service.settings import Settings
     from fhir_mappings import MappingInput, build_facts
 
@@ -348,7 +348,7 @@ def stage_figures(request: dict[str, Any], runs: int = 200) -> dict[str, Any]:
 
 def _decision_log_cost(runtime: Any, service: Any, request: dict[str, Any], runs: int = 200) -> float | None:
     """Cost on the request path of handing a record to the decision log (writing happens off it)."""
-    from cds_service.offline import evaluate_document
+    from cds_service.tooling.offline import evaluate_document
 
     evaluation = evaluate_document(runtime, request)
     samples = []

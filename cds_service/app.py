@@ -14,15 +14,15 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
-from cds_service.api import BODY_MODELS, calls, router
-from cds_service.auth import CHALLENGE, AuthGate, build_verifier
-from cds_service.cors import add_cors
-from cds_service.edge import CatchAll, Edge
+from cds_service.http.routes import BODY_MODELS, calls, router
+from cds_service.http.auth import CHALLENGE, AuthGate, build_verifier
+from cds_service.http.cors import add_cors
+from cds_service.http.edge import CatchAll, Edge
 from cds_service.errors import CDSError, Unauthorized
-from cds_service.fastjson import add_direct_routes, component_schemas
-from cds_service.limits import RequestLimits
-from cds_service.logging_setup import configure_logging
-from cds_service.routes import catalog, ops, ui
+from cds_service.http.fastjson import add_direct_routes, component_schemas
+from cds_service.http.limits import RequestLimits
+from cds_service.observability.logging import configure_logging
+from cds_service.http import catalog, ops, ui
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings, get_settings
 

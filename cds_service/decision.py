@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cds_service.engine import EngineResult
-from cds_service.models import Card, CDSRequest
+from cds_service.hooks import Card, CDSRequest
 from fhir_mappings import FactSet
 
 if TYPE_CHECKING:
-    from cds_service.services import Service
+    from cds_service.pipeline.services import Service
 
 
 @dataclass

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 
 NOW = fx.DEFAULT_NOW  # 2026-11-26T09:00Z: every example is evaluated as of this instant
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
-from cds_service.fixtures import DEFAULT_NOW
+from cds_service.tooling.fixtures import DEFAULT_NOW
 from cds_service.settings import Settings
 
 

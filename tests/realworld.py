@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"

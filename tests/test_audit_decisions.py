@@ -8,10 +8,10 @@ from __future__ import annotations
 import threading
 import uuid
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.audit.pseudonym import patient_key
 from cds_service.errors import PrefetchFailed
-from cds_service.models import Feedback
+from cds_service.hooks import Feedback
 from tests.conftest import outcomes
 from tests.test_audit_support import SERVICE, all_text, db_url, decision_log, feedback_body, rows, running, wait_until  # noqa: F401
 
@@ -67,7 +67,7 @@ def test_a_412_is_recorded_without_cards(tmp_path, db_url, monkeypatch):
     async def unavailable(request, runtime):
         raise PrefetchFailed("labs could not be fetched")
 
-    monkeypatch.setattr("cds_service.prefetch.gather", unavailable)
+    monkeypatch.setattr("cds_service.pipeline.prefetch.gather", unavailable)
     with running(tmp_path, db_url) as client:
         response = client.post(SERVICE, json=(request := fx.cds_request(LOW_FERRITIN)))
     assert response.status_code == 412

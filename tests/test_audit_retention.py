@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from typer.testing import CliRunner
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.cli import app as cli
 from tests.test_audit_support import SERVICE, db_url, decision_log, feedback_body, rows, running  # noqa: F401
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from cds_service.audit import Store
-from cds_service.audit.models import metadata
+from cds_service.audit.tables import metadata
 from tests.test_audit_support import db_url  # noqa: F401
 
 

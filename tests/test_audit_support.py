@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from cds_service.audit.models import metadata
+from cds_service.audit.tables import metadata
 from cds_service.engine.ruleset import load_all_rulesets
 from tests.conftest import make_app
 

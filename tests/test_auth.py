@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.app import create_app
-from cds_service.fixtures import DEFAULT_NOW
+from cds_service.tooling.fixtures import DEFAULT_NOW
 from tests.conftest import make_settings, outcomes
 
 PUBLIC_URL = "https://cds.example.org"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from cds_service.app import create_app
-from cds_service.auth import StartupRefused
-from cds_service.trusted_clients import KeyStore, TrustedClientsError, load_trusted_clients
+from cds_service.http.auth import StartupRefused
+from cds_service.http.trusted_clients import KeyStore, TrustedClientsError, load_trusted_clients
 from tests.conftest import make_settings
 from tests.test_auth import EHR, Key, jwks_server, keys  # noqa: F401 (fixtures)
 
@@ -154,6 +154,6 @@ def test_the_documented_example_loads_and_holds_the_sandbox_key(tmp_path):
     path.write_text(yaml.safe_dump(example))
     clients = load_trusted_clients(path)
     sandbox = clients["https://sandbox.cds-hooks.org"].local_keys["44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"]
-    from cds_service.auth import _public_key
+    from cds_service.http.auth import _public_key
 
     assert _public_key(sandbox, "ES384", "sandbox").algorithm_name == "ES384"

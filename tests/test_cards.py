@@ -2,7 +2,7 @@
 
 What a clinician sees: one card per outcome, a specific summary under 140 characters, the facts
 used with their dates, the reason and the citation, and suggestions that respect the safety
-rules of clinical-logic.md section 3a.
+rules of docs/clinical-specification.md, safety rules.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.cards import OUTCOME_SYSTEM, build_cards
+from cds_service.pipeline.cards import OUTCOME_SYSTEM, build_cards
 from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import Rule, load_all_rulesets
 from fhir_mappings.facts import (
@@ -63,7 +63,7 @@ def facts(**kw: Any) -> FactSet:
 
 
 def fired(outcome: str, rule_id: str | None = None, *, reason: str | None = None, reason_text: str | None = None, indicator: str | None = None, reads: tuple[str, ...] = ("conditions", "ferritin"), source: str = "article", text: str | None = None, strength: str | None = None, title: str | None = None) -> FiredRule:
-    citation: dict[str, Any] = {"source": source, "text": text or f"Passage for {outcome}.", "section": "clinical-logic.md section 4"}
+    citation: dict[str, Any] = {"source": source, "text": text or f"Passage for {outcome}.", "section": "docs/clinical-specification.md, evidence"}
     if strength:
         citation["strength"] = strength
     rule = Rule(

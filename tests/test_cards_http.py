@@ -10,8 +10,8 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 
-from cds_service import fixtures as fx
-from cds_service.cards import OUTCOME_SYSTEM
+from cds_service.tooling import fixtures as fx
+from cds_service.pipeline.cards import OUTCOME_SYSTEM
 from cds_service.engine.ruleset import load_all_rulesets
 from tests.conftest import serve
 
@@ -153,7 +153,7 @@ def test_aasm_iv_only_band_refers_for_ferric_carboxymaltose(client):
     assert "ferric carboxymaltose" in referral["code"]["text"]
 
 
-# -- order-select and order-sign (clinical-logic.md 3b) -------------------------------------------
+# -- order-select and order-sign (docs/clinical-specification.md, order hooks) -------------------------------------------
 @pytest.mark.parametrize("hook", ["order-select", "order-sign"])
 def test_draft_oral_iron_gets_a_recheck_counted_from_today_not_a_second_order(client, hook):
     chart = [fx.condition("rls"), fx.ferritin(32, days_ago=20)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.card_texts import PLACEHOLDERS, fill, load_card_texts, placeholder_names, summary_templates
+from cds_service.pipeline.card_texts import PLACEHOLDERS, fill, load_card_texts, placeholder_names, summary_templates
 from cds_service.engine.ruleset import RuleFileError, load_outcomes
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.cli import app
-from cds_service.offline import EXAMPLES_DIR
+from cds_service.tooling.offline import EXAMPLES_DIR
 
 runner = CliRunner()
 BUNDLES = EXAMPLES_DIR / "bundles"
@@ -149,7 +149,7 @@ def test_request_builds_what_an_ehr_would_send():
     assert result.exit_code == 0, result.output
     request = json.loads(result.stdout)
     assert request["hook"] == "patient-view" and request["context"]["patientId"] == "ex-failed-oral-trial"
-    from cds_service.services import prefetch_templates
+    from cds_service.pipeline.services import prefetch_templates
 
     assert set(request["prefetch"]) == set(prefetch_templates())
     assert request["prefetch"]["patient"]["id"] == "ex-failed-oral-trial"

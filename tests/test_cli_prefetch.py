@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.cli import app
 from tests.fhir_server import FhirTestServer
 

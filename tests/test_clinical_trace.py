@@ -11,9 +11,9 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service import fixtures as fx
-from cds_service import offline
-from cds_service.fixtures import DEFAULT_NOW
+from cds_service.tooling import fixtures as fx
+from cds_service.tooling import offline
+from cds_service.tooling.fixtures import DEFAULT_NOW
 from tests.conftest import outcomes, serve
 
 UNKNOWN = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}

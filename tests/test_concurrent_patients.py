@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from tests.conftest import make_app
 from tests.live_server import live_server
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from typer.testing import CliRunner
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.cli import app as cli
 from tests.test_audit_support import DB_KINDS, SERVICE, database_url_for, feedback_body, running
 

@@ -144,7 +144,7 @@ def test_compose_runs_the_service_with_postgresql():
 
 
 def test_default_trusted_clients_file_of_compose_is_valid():
-    from cds_service.trusted_clients import load_trusted_clients
+    from cds_service.http.trusted_clients import load_trusted_clients
 
     clients = load_trusted_clients(ROOT / "examples" / "trusted-clients.sandbox.yaml")
     assert list(clients) == ["https://sandbox.cds-hooks.org"]

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.engine import EngineResult, RuleEngine, available_engines, normalize_facts, resolve
 from cds_service.engine.ruleset import RULES_DIR, load_all_rulesets
-from cds_service.offline import evaluate_document
+from cds_service.tooling.offline import evaluate_document
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings
 from fhir_mappings.facts import FACT_TYPES, fact_schema
@@ -135,7 +135,7 @@ def runtime(tmp_path_factory):
 
 def _rule_cases() -> list[Any]:
     try:
-        from cds_service.ruletests import load_cases
+        from cds_service.tooling.ruletests import load_cases
     except ImportError:  # the rules engineer's runner has not landed yet
         return []
     return list(load_cases(RULES_DIR))

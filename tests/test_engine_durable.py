@@ -3,7 +3,7 @@
 Several of these crash the whole interpreter (segmentation fault) when the adapter gets them
 wrong, so each scenario runs in its own `python -c` child: the test fails on a crash (negative
 exit code: killed by a signal), a hang (timeout) or a wrong answer (the child compares the
-durable answer with the reference evaluator and prints JSON). See shared/durable-rules.md and
+durable answer with the reference evaluator and prints JSON). See docs/engine.md and
 cds_service/engine/durable_engine.py for the traps and the guards.
 """
 

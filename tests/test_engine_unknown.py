@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.engine import RuleEngine
 from cds_service.engine.conditions import holds_when_unknown
 from cds_service.engine.ruleset import load_all_rulesets

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
-from cds_service.offline import EXAMPLES_DIR, Example, load_examples
+from cds_service.tooling.offline import EXAMPLES_DIR, Example, load_examples
 from tests.conftest import make_settings, outcomes
 
 EXAMPLES = load_examples()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from fhir_mappings import build_facts
 
 RX = fx.RXNORM

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from fhir_mappings import build_facts
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from fhir_mappings import build_facts
 from fhir_mappings.errors import MappingInputError
 from fhir.resources.R4B.coding import Coding

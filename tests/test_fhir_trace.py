@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from cds_service import fixtures as fx
-from cds_service.offline import evaluate_document
+from cds_service.tooling import fixtures as fx
+from cds_service.tooling.offline import evaluate_document
 from fhir_mappings import build_facts
 
 PV = "/cds-services/rls-iron-patient-view"

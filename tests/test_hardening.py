@@ -12,10 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from cds_service import fixtures as fx
-from cds_service import limits, pipeline
-from cds_service.limits import json_depth
-from cds_service.logging_setup import JsonFormatter
+from cds_service.tooling import fixtures as fx
+from cds_service.http import limits
+from cds_service import pipeline
+from cds_service.http.limits import json_depth
+from cds_service.observability.logging import JsonFormatter
 from tests.conftest import make_app, outcomes
 
 SERVICE = "/cds-services/rls-iron-patient-view"

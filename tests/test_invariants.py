@@ -1,4 +1,4 @@
-"""Property-based invariants of clinical-logic.md, checked on random realistic charts through HTTP.
+"""Property-based invariants of docs/clinical-specification.md, checked on random realistic charts through HTTP.
 
 The charts mix usable and unusable data on purpose (units, statuses, dates, other patients,
 refuted conditions), the way held-out checks do. Each property posts to the real services
@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import cds_service.fixtures as fx
-from cds_service.fixtures import DEFAULT_NOW
+import cds_service.tooling.fixtures as fx
+from cds_service.tooling.fixtures import DEFAULT_NOW
 from tests.conftest import serve
 
 OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
@@ -261,7 +261,7 @@ def signature(chart: Chart) -> str:
     return f"{chart.service}-{chart.hook}"
 
 
-# --- the oracle: latest current ferritin and TSAT, from the spec's section 1 ------------------
+# --- the oracle: latest current ferritin and TSAT, from the specification's facts ------------------
 
 FERRITIN_CODES = {"2276-4", "20567-4", "24373-3", "14723-1"}
 FERRITIN_FACTOR = {"ng/mL": 1.0, "ug/L": 1.0, "ng/ml": 1.0, "mcg/L": 1.0, "pmol/L": 1 / 2.247}
@@ -542,7 +542,7 @@ def test_unselected_drafts_ferritin_goals_and_unrelated_labs_never_change_the_an
         assert again == base, f"{signature(chart)}: changed {sorted(base.outcomes)} -> {sorted(again.outcomes)}"
 
 
-# --- differential check: a literal reading of section 3 (article, patient-view, clean adult charts) -------------
+# --- differential check: a literal reading of the specification's outcomes (article, patient-view, clean adult charts) -------------
 
 @dataclass
 class Clean:
@@ -627,7 +627,7 @@ class Reading:
 
 
 def read_chart(c: Clean, ferritin_low: float) -> Reading:
-    """Section 3a (safety) and the common start of section 3, read literally for a profile's ferritin_low."""
+    """The specification's safety rules and the common start of the specification's outcomes, read literally for a profile's ferritin_low."""
     current = [(d, v) for v, d in c.ferritins if 0 <= d <= 365]
     latest = min(current) if current else None  # (days ago, value): the newest
     ferr = latest[1] if latest else None
@@ -660,7 +660,7 @@ def read_chart(c: Clean, ferritin_low: float) -> Reading:
 
 
 def expected_article(c: Clean) -> set[str] | None:
-    """Section 3 read literally for the article profile; None where the spec leaves the answer open."""
+    """the specification's outcomes read literally for the article profile; None where the spec leaves the answer open."""
     r = read_chart(c, 50)
     if r.settled:
         return r.out

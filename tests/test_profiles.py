@@ -10,10 +10,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.engine.ruleset import RULES_DIR
-from cds_service.fixtures import DEFAULT_NOW
-from cds_service.ruletests import load_cases, run_case
+from cds_service.tooling.fixtures import DEFAULT_NOW
+from cds_service.tooling.ruletests import load_cases, run_case
 from tests.conftest import make_app, outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_no_python_branches_on_a_profile_name():
 
 def test_every_example_under_both_profiles_prints_the_differences(both, capsys):
     """Runs each sample chart of examples/ through both profiles and prints where they differ."""
-    from cds_service.offline import load_examples
+    from cds_service.tooling.offline import load_examples
 
     try:
         examples = load_examples()

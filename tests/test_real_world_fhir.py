@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.audit import Store
 from tests import realworld as rw
 from tests.conftest import outcomes, serve

@@ -14,8 +14,8 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
-from cds_service import fixtures as fx
-from cds_service.fastjson import DirectRoute, add_direct_routes
+from cds_service.tooling import fixtures as fx
+from cds_service.http.fastjson import DirectRoute, add_direct_routes
 from tests.conftest import outcomes, serve
 
 SERVICE = "/cds-services/rls-iron-patient-view"

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.ruletests import CaseResult, RuleCase, coverage, load_cases, run_case
+from cds_service.tooling.ruletests import CaseResult, RuleCase, coverage, load_cases, run_case
 from tests.conftest import serve
 
 CASES = load_cases()
@@ -81,7 +81,7 @@ cases:
 
 
 def test_malformed_case_names_its_file_and_case(tmp_path) -> None:
-    from cds_service.ruletests import RuleCaseError
+    from cds_service.tooling.ruletests import RuleCaseError
 
     rules_dir = _rules_copy(tmp_path, """
 format: rls-iron-rule-tests/1

@@ -21,9 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.app import create_app
-from cds_service.services import prefetch_templates
+from cds_service.pipeline.services import prefetch_templates
 from tests.conftest import make_settings, outcomes
 from tests import realworld
 from tests.fhir_server import FhirTestServer

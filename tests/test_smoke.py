@@ -1,4 +1,4 @@
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from tests.conftest import outcomes
 
 

@@ -8,7 +8,7 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service import suggestions as fhir
+from cds_service.pipeline import suggestions as fhir
 
 NOTE = "Morning draw; no iron tablets or iron-rich food for 24 h before."
 MODELS = {"MedicationRequest": MedicationRequest, "ServiceRequest": ServiceRequest}

@@ -1,4 +1,4 @@
-"""Clinical vignettes for the `article` profile, written from clinical-logic.md (not from the rules).
+"""Clinical vignettes for the `article` profile, written from docs/clinical-specification.md (not from the rules).
 
 Each case is a short chart a clinician would describe, posted over HTTP to the real CDS
 service, with the exact expected outcome set and the key card's indicator. The point is an
@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-import cds_service.fixtures as fx
-from cds_service.fixtures import DEFAULT_NOW
+import cds_service.tooling.fixtures as fx
+from cds_service.tooling.fixtures import DEFAULT_NOW
 from tests.conftest import serve
 
 OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
@@ -300,7 +300,7 @@ def test_every_outcome_is_covered() -> None:
     assert set("".join(v.reasons for v in ARTICLE + ORDERS)) == set("abcdf")
 
 
-# --- fine points of section 1 (dates, ties, units, thresholds, matching) ----------------------
+# --- fine points of the specification's facts (dates, ties, units, thresholds, matching) ----------------------
 
 def _with(resource: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = dict(resource)
@@ -505,10 +505,10 @@ def test_searchset_with_full_urls_and_an_operation_outcome_entry(vclient: TestCl
 UNITS = [
     Vignette("Oral iron started '2026-10' (partial: from 2026-10-01, 56 days), ferritin 40 ten days ago -> escalate (a)", [rls(), _with(oral_iron_statement(0), effectivePeriod={"start": "2026-10"}), fx.ferritin(40, days_ago=10)], {"escalate-iv-iron"}, reasons="a"),
     Vignette("IV iron given '2026-06' (partial: 178 days), ferritin 30 taken 78 days after -> escalate (f)", [rls(), _with(iv_infusion(0), effectiveDateTime="2026-06"), fx.ferritin(30, days_ago=100)], {"escalate-iv-iron"}, reasons="f"),
-    # Section 1: usable with "a numeric valueQuantity in a unit convertible to ug/L"; mg/L is a UCUM mass
+    # the specification's facts: usable with "a numeric valueQuantity in a unit convertible to ug/L"; mg/L is a UCUM mass
     # concentration (0.03 mg/L = 30 ug/L). Reading it as unusable gives order-iron-studies instead of start.
     Vignette("Ferritin 0.03 mg/L (UCUM, = 30 ug/L) -> start", [rls(), fx.ferritin(0.03, unit="mg/L", ucum="mg/L")], {"start-oral-iron"}),
-    # Section 1, TSAT: "canonical unit %"; UCUM "1" (a fraction) converts to % (x100). A TSAT of 0.50 reported as
+    # the specification's facts, TSAT: "canonical unit %"; UCUM "1" (a fraction) converts to % (x100). A TSAT of 0.50 reported as
     # a fraction is then 50 %: safety rule 1 applies (not on iron -> order-iron-studies, not start-oral-iron).
     Vignette("TSAT 0.50 in UCUM '1' (= 50 %), ferritin 38, not on iron -> studies (safety rule 1)", [rls(), fx.ferritin(38), _with(fx.tsat(50), valueQuantity={"value": 0.5, "unit": "1", "system": fx.UCUM, "code": "1"})], {"order-iron-studies"}),
 ]
@@ -545,7 +545,7 @@ def _censored(value: float, comparator: str, **kw: Any) -> dict[str, Any]:
 
 
 CENSORED = [
-    # Section 1: usable with "a numeric valueQuantity"; ">1000 ng/mL" is numeric and certainly above the 300 ug/L
+    # the specification's facts: usable with "a numeric valueQuantity"; ">1000 ng/mL" is numeric and certainly above the 300 ug/L
     # ceiling, so reading it is not a guess. Clinically cautious: iron-overload-risk must not be missed.
     Vignette("On oral iron, ferritin reported '>1000 ng/mL' -> iron overload risk", [rls(), oral_iron_order(10), _censored(1000, ">")], {"iron-overload-risk"}),
     Vignette("Ferritin reported '<5 ng/mL', not on iron -> start", [rls(), _censored(5, "<")], {"start-oral-iron"}),

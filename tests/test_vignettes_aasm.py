@@ -1,4 +1,4 @@
-"""Clinical vignettes for the `aasm-2024` profile (clinical-logic.md section 2), through HTTP.
+"""Clinical vignettes for the `aasm-2024` profile (docs/clinical-specification.md, parameters), through HTTP.
 
 Iron is indicated at ferritin <= 75 ug/L or TSAT < 20 %; 75 < ferritin <= 100 is the IV-only
 band (reason (e)); a patient not on iron needs both a current ferritin and a current TSAT; on
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import cds_service.fixtures as fx
+import cds_service.tooling.fixtures as fx
 from tests.test_vignettes import (  # noqa: F401  (vclient is a fixture)
     Vignette,
     both,

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

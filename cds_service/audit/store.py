@@ -16,7 +16,7 @@ from sqlalchemy import Engine, and_, create_engine, delete, event, func, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.audit.models import DECISION, FEEDBACK, decision_cards, decision_rules, decisions, feedback
+from cds_service.audit.tables import DECISION, FEEDBACK, decision_cards, decision_rules, decisions, feedback
 
 log = logging.getLogger("cds_service.audit")
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds_service.offline import (
+from cds_service.tooling.offline import (
     InputError,
     as_request,
     evaluate_request,

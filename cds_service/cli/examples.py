@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cds_service.engine.ruleset import load_all_rulesets
-from cds_service.offline import (
+from cds_service.tooling.offline import (
     EXAMPLES_DIR,
     InputError,
     evaluate_request,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cds_service.offline import InputError, load_json, read_drafts, request_from_bundle
+from cds_service.tooling.offline import InputError, load_json, read_drafts, request_from_bundle
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,7 @@ def lint(
     strict: bool = typer.Option(False, help="treat warnings (e.g. a rule without a test case) as errors"),
 ) -> None:
     """Check every rule file: schema, citations, names, reachability, duplicate ids, test cases."""
-    from cds_service.engine.lint import lint as run_lint
+    from cds_service.tooling.lint import lint as run_lint
     from cds_service.engine.ruleset import RULES_DIR, RuleFileError
 
     try:
@@ -42,7 +42,7 @@ def test_rules(
 
     from cds_service.app import create_app
     from cds_service.engine.ruleset import RULES_DIR, RuleFileError
-    from cds_service.ruletests import RuleCaseError, coverage, load_cases, report, run_cases
+    from cds_service.tooling.ruletests import RuleCaseError, coverage, load_cases, report, run_cases
     from cds_service.settings import Settings
 
     directory = rules_dir or RULES_DIR
@@ -76,7 +76,7 @@ def catalog(
     rules_dir: Path = typer.Option(None, "--rules-dir", help="rules directory (default: the project's rules/)"),
 ) -> None:
     """Render the rule catalog (Markdown and/or HTML); with no option, print the Markdown."""
-    from cds_service.catalog import build_catalog, render_markdown, write
+    from cds_service.tooling.catalog_build import build_catalog, render_markdown, write
     from cds_service.engine.ruleset import RULES_DIR
 
     built = build_catalog(rules_dir or RULES_DIR)

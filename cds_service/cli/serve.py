@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         os.environ["CDS_HOST"] = host  # the app (and every worker) checks the address it really binds
         get_settings.cache_clear()
         settings = get_settings()
-        from cds_service.auth import StartupRefused, check_startup
+        from cds_service.http.auth import StartupRefused, check_startup
 
         try:
             check_startup(settings)

@@ -1,6 +1,6 @@
 """durable-rules 2.0.28, wrapped so that none of its known failure modes can reach a patient.
 
-Every trap listed in shared/durable-rules.md, and what this module does about it:
+Every trap of durable-rules 2.0.28 (listed with its test in docs/engine.md), and what this module does about it:
 
 - Background timer threads crash the process under load: `_QuietHost._run` never starts them.
 - `delete_state` on a session where no action ran segfaults ("no rule fired"): every ruleset
@@ -64,7 +64,7 @@ _FALSE: dict[str, Any] = {"t": "__never__"}
 
 
 def fnv1a_32(text: str) -> int:
-    """The hash durable-rules uses to tell sessions apart (shared/durable-rules.md)."""
+    """The hash durable-rules uses to tell sessions apart (docs/engine.md)."""
     value = 0x811C9DC5
     for byte in text.encode("utf-8"):
         value ^= byte

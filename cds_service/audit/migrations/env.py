@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from cds_service.audit.models import metadata
+from cds_service.audit.tables import metadata
 
 config = context.config
 

@@ -43,8 +43,8 @@ def engine_cost_us(profile: str, facts: Mapping[str, Mapping[str, Any]], engine:
 
 def facts_of(request: Mapping[str, Any], profile: str = "article") -> dict[str, dict[str, Any]]:
     """The engine facts the real pipeline computes for a CDS Hooks request (no HTTP, no FHIR fetch)."""
-    from cds_service.fixtures import DEFAULT_NOW
-    from cds_service.offline import evaluate_document
+    from cds_service.tooling.fixtures import DEFAULT_NOW
+    from cds_service.tooling.offline import evaluate_document
     from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
 
@@ -60,7 +60,7 @@ def _requests() -> dict[str, dict[str, Any]]:
 
         return {"typical request": typical_request(), "300-observation chart": large_chart_request()}
     except ImportError:
-        from cds_service import fixtures as fx
+        from cds_service.tooling import fixtures as fx
 
         typical = fx.cds_request([fx.condition("rls"), fx.ferritin(32, days_ago=20), fx.hemoglobin(12.8, days_ago=20), fx.tsat(18, days_ago=20)])
         large = fx.cds_request([fx.condition("rls")] + [fx.ferritin(20 + i % 300, days_ago=1 + i) for i in range(300)])

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds_service.fastjson import PARSED_KEY
+from cds_service.http.fastjson import PARSED_KEY
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 

@@ -18,13 +18,13 @@ from urllib.parse import quote
 
 import httpx
 
-from cds_service import metrics
+from cds_service.observability import metrics
 from cds_service.errors import PrefetchFailed
-from cds_service.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
-from cds_service.models import CDSRequest
+from cds_service.pipeline.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
+from cds_service.hooks import CDSRequest
 
 
-log = logging.getLogger("cds_service.prefetch")
+log = logging.getLogger("cds_service.pipeline.prefetch")
 
 PATIENT_TOKEN = "{{context.patientId}}"
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -91,7 +91,7 @@ def absent_keys(prefetch: Mapping[str, Any] | None, templates: Iterable[str]) ->
 
 def needs_fetch(request: CDSRequest) -> bool:
     """Whether `gather` would fetch anything for this request from `fhirServer`."""
-    from cds_service.services import prefetch_templates
+    from cds_service.pipeline.services import prefetch_templates
 
     return bool(absent_keys(request.prefetch, prefetch_templates()))
 
@@ -121,7 +121,7 @@ async def gather(request: CDSRequest, fhir: FhirServer) -> PrefetchData:
     Every key of the templates is needed (the rules read all of them), so a key that can be
     neither found nor fetched raises PrefetchFailed (412) naming the key and the reason.
     """
-    from cds_service.services import prefetch_templates
+    from cds_service.pipeline.services import prefetch_templates
 
     templates = prefetch_templates()
     data = collect(request, templates)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 
-from cds_service import fixtures as fx
+from cds_service.tooling import fixtures as fx
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
 from fhir_mappings.datafiles import read_yaml
 
@@ -292,7 +292,7 @@ def load_cases(rules_dir: Path = RULES_DIR) -> list[RuleCase]:
 
 def run_case(client: Any, case: RuleCase) -> CaseResult:
     """POST the case to its service with the clock at the case's now; learn the fired rules in-process."""
-    from cds_service import offline
+    from cds_service.tooling import offline
 
     runtime = client.app.state.runtime
     previous = runtime.clock

@@ -6,15 +6,17 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from cds_service import metrics, pipeline, prefetch
-from cds_service.auth import verify_caller
+from cds_service.observability import metrics
+from cds_service import pipeline
+from cds_service.pipeline import prefetch
+from cds_service.http.auth import verify_caller
 from cds_service.errors import BadRequest, CDSError, UnknownService
-from cds_service.fastjson import DirectRoute, OrjsonResponse, body_schema, read_body
+from cds_service.http.fastjson import DirectRoute, OrjsonResponse, body_schema, read_body
 from cds_service.ids import new_id
-from cds_service.logging_setup import bind
-from cds_service.models import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
+from cds_service.observability.logging import bind
+from cds_service.hooks import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
 from cds_service.runtime import Runtime
-from cds_service.services import Service
+from cds_service.pipeline.services import Service
 
 router = APIRouter(tags=["CDS Hooks"])
 calls = APIRouter(tags=["CDS Hooks"], route_class=DirectRoute)

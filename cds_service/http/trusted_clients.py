@@ -23,7 +23,7 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-log = logging.getLogger("cds_service.auth")
+log = logging.getLogger("cds_service.http.auth")
 
 ASYMMETRIC_KEY_TYPES = {"EC", "RSA"}
 MAX_JWKS_BYTES = 256 * 1024

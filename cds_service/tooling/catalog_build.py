@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 
-from cds_service.engine.lint import required_literals
+from cds_service.tooling.lint import required_literals
 from cds_service.engine.ruleset import RULES_DIR, Rule, RuleSet, iter_leaves, load_all_rulesets, load_outcomes
 from fhir_mappings.facts import fact_schema
 from fhir_mappings.datafiles import read_yaml
@@ -152,7 +152,7 @@ def _state_of(rule: Rule) -> str:
 
 def _summaries() -> dict[str, list[str]]:
     try:
-        from cds_service.card_texts import summary_templates
+        from cds_service.pipeline.card_texts import summary_templates
 
         return summary_templates()
     except Exception:  # the card texts are optional for the catalog; the outcome display stands in
@@ -162,10 +162,10 @@ def _summaries() -> dict[str, list[str]]:
 def cases_by_rule(rules_dir: Path = RULES_DIR, runtime: Any = None) -> dict[str, list[str]]:
     """Rule id -> ids of the rule test cases that make it fire (in-process, same pipeline as HTTP)."""
     try:
-        from cds_service.ruletests import load_cases
+        from cds_service.tooling.ruletests import load_cases
     except ImportError:  # pragma: no cover - the runner ships with the rules
         return {}
-    from cds_service.offline import evaluate_document
+    from cds_service.tooling.offline import evaluate_document
 
     def run(rt: Any) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}

@@ -14,7 +14,7 @@ _BUILD_LOCK = threading.Lock()
 
 def _catalog(request: Request) -> Any:
     """Built once per process from the rules this process runs (its test cases included), then kept."""
-    from cds_service.catalog import build_catalog, cases_by_rule
+    from cds_service.tooling.catalog_build import build_catalog, cases_by_rule
     from cds_service.engine.ruleset import RULES_DIR
 
     runtime = request.app.state.runtime
@@ -28,7 +28,7 @@ def _catalog(request: Request) -> Any:
 @router.get("/rules/catalog", response_class=HTMLResponse)
 def catalog_html(request: Request) -> HTMLResponse:
     """The rule catalog as one self-contained HTML page; each rule has the anchor `#<rule-id>`."""
-    from cds_service.catalog import render_html
+    from cds_service.tooling.catalog_build import render_html
 
     return HTMLResponse(render_html(_catalog(request)))
 

@@ -292,10 +292,10 @@ def untested_rules(rules_dir: Path = RULES_DIR) -> dict[str, str]:
     from cds_service.engine.ruleset import load_all_rulesets
 
     try:
-        from cds_service.ruletests import load_cases
+        from cds_service.tooling.ruletests import load_cases
     except ImportError:  # pragma: no cover - the runner ships with the rules
         return {}
-    from cds_service.offline import evaluate_document
+    from cds_service.tooling.offline import evaluate_document
     from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
 

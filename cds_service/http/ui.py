@@ -18,8 +18,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from cds_service.errors import BadRequest
-from cds_service.models import HOOKS
-from cds_service.offline import (
+from cds_service.hooks import HOOKS
+from cds_service.tooling.offline import (
     EXAMPLES_DIR,
     InputError,
     as_request,

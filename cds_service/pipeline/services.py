@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from cds_service.engine.ruleset import RuleSet
-from cds_service.models import HOOKS, ServiceDescription
+from cds_service.hooks import HOOKS, ServiceDescription
 from fhir_mappings.valuesets import lab_loinc_codes
 
 HOOK_TITLES = {

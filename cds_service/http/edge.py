@@ -21,10 +21,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds_service import metrics
+from cds_service.observability import metrics
 from cds_service.ids import new_request_id
-from cds_service.limits import send_json_error
-from cds_service.logging_setup import close_context, current_context, open_context
+from cds_service.http.limits import send_json_error
+from cds_service.observability.logging import close_context, current_context, open_context
 
 log = logging.getLogger("cds_service.access")
 

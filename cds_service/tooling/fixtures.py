@@ -11,7 +11,7 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from cds_service.services import PREFETCH_KEY_BY_TYPE
+from cds_service.pipeline.services import PREFETCH_KEY_BY_TYPE
 from fhir_mappings.datafiles import read_yaml
 
 LOINC = "http://loinc.org"
@@ -290,7 +290,7 @@ def article_params() -> dict[str, Any]:
         from pathlib import Path
 
 
-        path = Path(__file__).resolve().parent.parent / "rules" / "profiles" / "article.yaml"
+        path = Path(__file__).resolve().parents[2] / "rules" / "profiles" / "article.yaml"
         _PARAMS_CACHE["article"] = {name: spec["value"] for name, spec in read_yaml(path)["parameters"].items()}
     return dict(_PARAMS_CACHE["article"])
 

@@ -21,13 +21,13 @@ import jwt
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cds_service import metrics
+from cds_service.observability import metrics
 from cds_service.errors import Unauthorized
-from cds_service.limits import send_json_error
+from cds_service.http.limits import send_json_error
 from cds_service.settings import Settings
-from cds_service.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
+from cds_service.http.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
 
-log = logging.getLogger("cds_service.auth")
+log = logging.getLogger("cds_service.http.auth")
 
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}

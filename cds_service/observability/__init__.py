@@ -1,0 +1,1 @@
+"""Logging and metrics: what the service says about itself, never patient data."""

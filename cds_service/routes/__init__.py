@@ -1,1 +1,0 @@
-"""Routers other than the CDS Hooks endpoints: operations, the rule catalog, the test page."""
