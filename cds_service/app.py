@@ -1,4 +1,4 @@
-"""The FastAPI application: wiring, middleware and the one place errors become HTTP answers."""
+"""The FastAPI application: composes the routers, the middleware and the one place errors become HTTP answers."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from cds_service import __version__
-from cds_service.http.routes import BODY_MODELS, calls, router
-from cds_service.http.auth import CHALLENGE, AuthGate, build_verifier
-from cds_service.http.cors import add_cors
-from cds_service.http.edge import CatchAll, Edge
 from cds_service.errors import CDSError, Unauthorized
-from cds_service.http.fastjson import add_direct_routes, component_schemas
-from cds_service.http.limits import RequestLimits
+from cds_service.http import catalog, ops, routes, ui
+from cds_service.http.auth import CHALLENGE, build_verifier
+from cds_service.http.middleware import RequestGuard
 from cds_service.observability.logging import configure_logging
-from cds_service.http import catalog, ops, ui
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings, get_settings
 
@@ -76,47 +73,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = verifier
     app.state.accepting = False
 
-    @app.exception_handler(CDSError)
-    async def _cds_error(request: Request, exc: CDSError) -> JSONResponse:
-        headers = {"WWW-Authenticate": CHALLENGE} if isinstance(exc, Unauthorized) else None
-        return _error(exc.status_code, exc.code, exc.detail, headers)
+    async def error_answer(request: Request, exc: Exception) -> JSONResponse:
+        """The one place an exception becomes an HTTP answer (anything else is RequestGuard's 500)."""
+        if isinstance(exc, CDSError):
+            headers = {"WWW-Authenticate": CHALLENGE} if isinstance(exc, Unauthorized) else None
+            return _error(exc.status_code, exc.code, exc.detail, headers)
+        if isinstance(exc, RequestValidationError):
+            return _error(400, "invalid-request", _validation_detail(exc))
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "http-error"), exc.detail, dict(exc.headers) if exc.headers else None)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(400, "invalid-request", _validation_detail(exc))
+    for handled in (CDSError, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(handled, error_answer)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTP_CODES.get(exc.status_code, "http-error")
-        return _error(exc.status_code, code, exc.detail, dict(exc.headers) if exc.headers else None)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Type and place only: exception messages and tracebacks can carry patient data.
-        log.error("unexpected error", extra={"exc_type": type(exc).__name__})
-        return _error(500, "internal-error", "the service could not answer; the error was logged")
-
-    add_direct_routes(app, calls)  # first: the routes called on every chart opening are matched first
-    app.include_router(router)
-    app.include_router(ops.router)
-    app.include_router(catalog.router)
-    app.include_router(ui.router)
+    for router in (routes.router, ops.router, catalog.router, ui.router):
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
-    # Added innermost first: Edge ends up outermost, so it sees every answer. Every layer costs
-    # something on every request (docs/performance.md), so AuthGate is added only when tokens
-    # are verified.
-    app.add_middleware(CatchAll)
+    # Added innermost first. RequestGuard checks tokens and limits and puts its headers and its
+    # JSON 500 on every answer; CORS, outermost, lets a browser read all of them.
     app.add_middleware(
-        RequestLimits,
+        RequestGuard,
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
         max_entries=settings.max_bundle_entries,
+        services=set(runtime.services),
+        verifier=verifier,
+        hsts=(settings.public_url or "").startswith("https://"),
     )
-    if verifier is not None:
-        app.add_middleware(AuthGate, verifier=verifier)  # before any body is read
-    cors = add_cors(app, settings)
-    app.add_middleware(Edge, services=set(runtime.services), hsts=(settings.public_url or "").startswith("https://"), vary_origin=cors)
+    origins = settings.cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+            max_age=600,
+            # Chrome's preflight from a public page (the CDS Hooks sandbox) to localhost asks this.
+            allow_private_network=settings.development,
+        )
     return app
 
 
@@ -136,9 +132,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for name, body in component_schemas(BODY_MODELS).items():
-        components.setdefault(name, body)
     error_ref = {"$ref": "#/components/schemas/ErrorBody"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():

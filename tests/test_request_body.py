@@ -1,4 +1,4 @@
-"""The CDS routes read their own bodies (cds_service.fastjson): FastAPI's body contract, kept.
+"""The CDS routes' bodies, as FastAPI reads them: the contract EHRs and the OpenAPI rely on.
 
 JSON is read only under a JSON media type; every way a body can be wrong is a 400
 `invalid-request` naming where (`body`, then the field or the byte offset) without echoing a
@@ -11,11 +11,9 @@ import json
 from typing import Any, Iterator
 
 import pytest
-from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
 from cds_service.tooling import fixtures as fx
-from cds_service.http.fastjson import DirectRoute, add_direct_routes
 from tests.conftest import outcomes, serve
 
 SERVICE = "/cds-services/rls-iron-patient-view"
@@ -124,20 +122,7 @@ def test_openapi_describes_both_bodies_and_resolves_every_reference(client):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
 
 
-async def direct_without_request(service_id: str) -> Response:
-    return Response()
-
-
-async def direct_with_query(service_id: str, request: Request, verbose: bool = False) -> Response:
-    return Response()
-
-
-async def direct_with_int_path(service_id: int, request: Request) -> Response:
-    return Response()
-
-
 def test_openapi_still_documents_the_path_parameter_and_the_answers(client):
-    """The CDS routes are DirectRoutes (no dependency solving); FastAPI still documents them."""
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/cds-services/{service_id}", "/cds-services/{service_id}/feedback"):
         parameters = paths[path]["post"]["parameters"]
@@ -154,36 +139,3 @@ def test_an_unknown_service_is_still_a_404_on_both_routes(client):
     for path, body in (("/cds-services/no-such-service", chart()), ("/cds-services/no-such-service/feedback", {"feedback": [item]})):
         response = client.post(path, json=body)
         assert response.status_code == 404 and response.json()["error"] == "unknown-service", response.text
-
-
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        pytest.param(lambda: None, id="not a coroutine"),
-        pytest.param(direct_without_request, id="no Request"),
-        pytest.param(direct_with_query, id="a query parameter"),
-        pytest.param(direct_with_int_path, id="a path parameter that is not a str"),
-    ],
-)
-def test_a_direct_route_refuses_endpoints_it_could_not_call_faithfully(endpoint):
-    router = APIRouter(route_class=DirectRoute)
-    with pytest.raises(TypeError, match="DirectRoute"):
-        router.add_api_route("/x/{service_id}", endpoint, methods=["POST"])
-
-
-def test_only_direct_routes_go_into_the_app_router_directly():
-    """`add_direct_routes` skips what an inclusion would apply: refused for any other route."""
-
-    async def plain(request: Request) -> Response:
-        return Response()
-
-    router = APIRouter()
-    router.add_api_route("/x", plain, methods=["POST"])
-    with pytest.raises(TypeError, match="DirectRoutes"):
-        add_direct_routes(FastAPI(), router)
-
-
-def test_the_service_calls_are_matched_by_the_app_router_itself(client):
-    """No included-router layer between the app and the routes called on every chart opening."""
-    direct = [route.path for route in client.app.router.routes if isinstance(route, DirectRoute)]
-    assert direct == ["/cds-services/{service_id}", "/cds-services/{service_id}/feedback"]

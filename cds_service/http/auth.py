@@ -15,15 +15,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import jwt
-from fastapi import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import Depends, Request
 
 from cds_service.observability import metrics
 from cds_service.errors import Unauthorized
-from cds_service.http.limits import send_json_error
 from cds_service.settings import Settings
 from cds_service.http.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
 
@@ -235,11 +233,16 @@ def bearer_token(request: Request) -> str:
     return token
 
 
+
+
 PROTECTED = re.compile(r"^/cds-services/[^/]+(?:/feedback)?/?$")
-SCOPE_KEY = "cds.caller"
+"""The routes that need the EHR's token: every service call and its feedback."""
+CLAIMS_KEY = "cds.caller"
+"""Where RequestGuard leaves the claims it verified (ASGI scope)."""
 
 
-async def _verify(request: Request, verifier: JWTVerifier) -> dict[str, Any]:
+async def verify_request(request: Request, verifier: JWTVerifier) -> dict[str, Any]:
+    """The verified claims of the request's bearer token, or AuthFailure (logged and counted)."""
     try:
         return await verifier.verify(bearer_token(request), expected_audience(request, request.app.state.settings))
     except AuthFailure as exc:
@@ -248,36 +251,23 @@ async def _verify(request: Request, verifier: JWTVerifier) -> dict[str, Any]:
         raise
 
 
-class AuthGate:
-    """ASGI middleware: the token of every CDS call and feedback is verified before the body is
-    read, so an unauthenticated caller cannot make the service buffer or parse anything."""
+async def verify_caller(request: Request) -> dict[str, Any] | None:
+    """The verified claims of the calling EHR's bearer JWT (None when authentication is off).
 
-    def __init__(self, app: ASGIApp, verifier: JWTVerifier | None) -> None:
-        self.app = app
-        self.verifier = verifier
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.verifier is not None and scope["type"] == "http" and scope.get("method") == "POST" and PROTECTED.match(scope.get("path", "")):
-            try:
-                scope[SCOPE_KEY] = await _verify(Request(scope), self.verifier)
-            except AuthFailure as exc:
-                await send_json_error(send, exc.status_code, exc.code, str(exc.detail), [(b"www-authenticate", CHALLENGE.encode())])
-                return
-        await self.app(scope, receive, send)
-
-
-async def verify_caller(request: Request) -> None:
-    """Called first by every CDS call and feedback route: raises Unauthorized when not acceptable.
-
-    AuthGate has normally verified the token already (its claims are in the scope); verifying
-    here too keeps every route protected even if the middleware were left out.
+    A FastAPI dependency: every CDS call and feedback route declares it in its signature
+    (`caller: Caller`). RequestGuard has verified the token before any body was read; the claims
+    it left are returned, and a request that did not pass through it is verified here. Raises
+    Unauthorized (401) when the token is not acceptable.
     """
     verifier: JWTVerifier | None = getattr(request.app.state, "verifier", None)
     if verifier is None:
         return None
-    claims = request.scope.get(SCOPE_KEY)
-    if claims is None:
-        claims = await _verify(request, verifier)
-        request.scope[SCOPE_KEY] = claims
+    claims = request.scope.get(CLAIMS_KEY)
+    if claims is None:  # the route is reached without RequestGuard (a test app, a sub-application)
+        claims = await verify_request(request, verifier)
     request.state.caller = claims.get("iss")
-    return None
+    return claims
+
+
+Caller = Annotated[dict[str, Any] | None, Depends(verify_caller)]
+"""The calling EHR's verified JWT claims: a route that takes it is protected."""

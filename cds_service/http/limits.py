@@ -1,7 +1,5 @@
-"""Hardening middleware (plain ASGI): body size and JSON shape limits.
-
-It rejects before the application sees the request, with the service's JSON error body.
-"""
+"""What one request may hold: the checks the HTTP middleware makes before the application reads a
+body (size, JSON nesting depth, Bundle entries), and its JSON error answer."""
 
 from __future__ import annotations
 
@@ -11,9 +9,7 @@ from itertools import accumulate
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from cds_service.http.fastjson import PARSED_KEY
+from starlette.types import Send
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -83,86 +79,20 @@ def bundle_entries(request: Any) -> int:
     return count
 
 
-class RequestLimits:
-    """413 for a body over `max_bytes` (declared or streamed); for JSON bodies, 400 when nested
-    deeper than `max_depth` and 413 for more than `max_entries` Bundle entries.
-
-    The entries counted are those of the Bundles in prefetch and draftOrders (nested ones too):
-    a chart that large would tie up a worker for seconds. Bodies that are not JSON pass through:
-    the route answers those with its own 400. A POST, PUT or PATCH body is buffered once (bounded
-    by `max_bytes`), checked, parsed once for the route (`PARSED_KEY`) and replayed to the
-    application. One layer for both checks: see cds_service.edge on what a layer costs.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int, max_entries: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.max_depth = max_depth
-        self.max_entries = max_entries
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
-            return
-        if scope.get("method") not in BODY_METHODS:  # no route reads a body on other methods
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([], message, receive), send)
-                return
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_bytes:
-                await self._too_large(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        problem = self._problem(body, scope)
-        if problem is not None:
-            await send_json_error(send, *problem)
-            return
-        await self.app(scope, _replay([body], None, receive), send)
-
-    async def _too_large(self, send: Send) -> None:
-        await send_json_error(send, 413, "payload-too-large", f"request body over {self.max_bytes} bytes")
-
-    def _problem(self, body: bytes, scope: Scope) -> tuple[int, str, str] | None:
-        if not body.strip():
-            return None
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            message = str(exc).lower()
-            if "recursion" in message or "depth" in message:
-                return 400, "json-too-deep", f"JSON nested deeper than {self.max_depth} levels"
-            return None
-        if json_depth(body) > self.max_depth:
-            return 400, "json-too-deep", f"JSON nested deeper than {self.max_depth} levels"
-        if bundle_entries(value) > self.max_entries:
-            return 413, "too-many-entries", f"more than {self.max_entries} Bundle entries in one request"
-        scope[PARSED_KEY] = value  # the route reuses it instead of parsing the body again
+def body_problem(body: bytes, max_depth: int, max_entries: int) -> tuple[int, str, str] | None:
+    """Why a JSON body is refused (status, code, detail), or None. A body that is not JSON passes:
+    the route answers it with its own 400."""
+    if not body.strip():
         return None
-
-
-def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
-    """A receive that hands out the buffered body first, then defers to the real one."""
-    queue: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if chunks else []
-    if pending is not None:
-        queue.append(pending)
-
-    async def replayed() -> Message:
-        if queue:
-            return queue.pop(0)
-        return await receive()
-
-    return replayed
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        message = str(exc).lower()
+        if "recursion" in message or "depth" in message:
+            return 400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"
+        return None
+    if json_depth(body) > max_depth:
+        return 400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"
+    if bundle_entries(value) > max_entries:
+        return 413, "too-many-entries", f"more than {max_entries} Bundle entries in one request"
+    return None

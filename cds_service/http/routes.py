@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from cds_service.observability import metrics
 from cds_service import pipeline
 from cds_service.pipeline import prefetch
-from cds_service.http.auth import verify_caller
+from cds_service.http.auth import Caller
 from cds_service.errors import BadRequest, CDSError, UnknownService
-from cds_service.http.fastjson import DirectRoute, OrjsonResponse, body_schema, read_body
 from cds_service.ids import new_id
 from cds_service.observability.logging import bind
 from cds_service.hooks import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
@@ -19,10 +20,6 @@ from cds_service.runtime import Runtime
 from cds_service.pipeline.services import Service
 
 router = APIRouter(tags=["CDS Hooks"])
-calls = APIRouter(tags=["CDS Hooks"], route_class=DirectRoute)
-"""The service calls and feedback: they read their own bodies and return their own Responses."""
-BODY_MODELS = [CDSRequest, Feedback]
-"""Request bodies the routes read themselves (fastjson.read_body); app.py adds their schemas."""
 ERRORS = {
     400: {"model": ErrorBody, "description": "not a valid CDS Hooks request for this service"},
     401: {"model": ErrorBody, "description": "the bearer JWT is missing or not acceptable"},
@@ -31,6 +28,15 @@ ERRORS = {
     413: {"model": ErrorBody, "description": "body too large"},
     503: {"model": ErrorBody, "description": "the rule engine could not answer safely"},
 }
+
+
+class OrjsonResponse(Response):
+    """JSON written by orjson: the cards are validated models already, so no second pass."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -51,17 +57,9 @@ async def discovery(request: Request) -> Discovery:
     return Discovery(services=[s.describe() for s in runtime.services.values()])
 
 
-@calls.post(
-    "/cds-services/{service_id}",
-    response_model=CDSResponse,
-    response_model_exclude_none=True,
-    responses=ERRORS,
-    openapi_extra=body_schema(CDSRequest),
-)
-async def invoke(service_id: str, request: Request) -> Response:
+@router.post("/cds-services/{service_id}", response_model=CDSResponse, response_model_exclude_none=True, responses=ERRORS)
+async def invoke(service_id: str, body: CDSRequest, caller: Caller, request: Request) -> Response:
     """Invoke a service: answers `{"cards": [...]}`, with the decision id in `extension`."""
-    await verify_caller(request)
-    body = await read_body(request, CDSRequest)
     started = time.perf_counter()
     runtime = runtime_of(request)
     service = service_of(runtime, service_id)
@@ -99,7 +97,6 @@ async def invoke(service_id: str, request: Request) -> Response:
     metrics.child(metrics.LATENCY, service_id).observe(time.perf_counter() - started)
     for card in evaluation.cards:
         metrics.child(metrics.CARDS, card.source.topic.code if card.source.topic else "none").inc()
-    # The cards are already validated models (CDSResponse documents the shape): no second pass.
     return OrjsonResponse(
         {
             "cards": [card.model_dump(mode="json", exclude_none=True) for card in evaluation.cards],
@@ -108,16 +105,9 @@ async def invoke(service_id: str, request: Request) -> Response:
     )
 
 
-@calls.post(
-    "/cds-services/{service_id}/feedback",
-    response_model=FeedbackReceipt,
-    responses={k: v for k, v in ERRORS.items() if k in (400, 401, 404, 413)},
-    openapi_extra=body_schema(Feedback),
-)
-async def feedback(service_id: str, request: Request) -> Response:
+@router.post("/cds-services/{service_id}/feedback", response_model=FeedbackReceipt, responses={k: v for k, v in ERRORS.items() if k in (400, 401, 404, 413)})
+async def feedback(service_id: str, body: Feedback, caller: Caller, request: Request) -> Response:
     """CDS Hooks feedback on cards this service returned: stored and linked to its decision."""
-    await verify_caller(request)
-    body = await read_body(request, Feedback)
     runtime = runtime_of(request)
     service_of(runtime, service_id)
     runtime.decision_log.record_feedback(service_id, body)
