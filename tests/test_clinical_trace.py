@@ -91,3 +91,11 @@ def test_no_rls_means_only_screen_and_overload(api):
     codes, why = answer(api, request)
     assert codes == ["iron-overload-risk", "screen-for-rls"]
     assert why["review-aggravating-medication"].startswith("conditions.rls is true")
+
+
+def test_a_shared_condition_is_named_in_the_trace(api):
+    """Safety rule 2 is one shared condition (rules/conditions.yaml): the trace says it by name."""
+    request = fx.cds_request([fx.condition("rls"), fx.condition("hemochromatosis"), fx.ferritin(30, days_ago=20)])
+    codes, why = answer(api, request)
+    assert codes == []
+    assert why["start-oral-iron"] == "no_iron_overload"

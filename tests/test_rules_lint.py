@@ -182,3 +182,13 @@ def test_a_typo_in_a_condition_names_the_unknown_key(rules):
     edit(rules / "oral-iron.rules.yaml", lambda d: rule(d, "start-oral-iron")["when"]["all"].append({"fact": "conditions", "field": "rls", "iss": True}))
     found = errors(rules)
     assert any("oral-iron.rules.yaml" in e and "unknown key(s) 'iss' in a condition" in e for e in found), found
+
+
+def test_a_rule_naming_an_unknown_shared_condition_is_an_error(rules):
+    edit(rules / "oral-iron.rules.yaml", lambda d: rule(d, "start-oral-iron")["when"]["all"].append({"condition": "no_iron_overdose"}))
+    assert any("oral-iron.rules.yaml: rule start-oral-iron: unknown shared condition 'no_iron_overdose'" in e for e in errors(rules))
+
+
+def test_a_shared_condition_is_checked_like_a_rule(rules):
+    edit(rules / "conditions.yaml", lambda d: d["conditions"][0]["when"].update(field="iron_overload"))
+    assert any("unknown field conditions.iron_overload" in e for e in errors(rules))

@@ -7,6 +7,8 @@ Semantics (also in rules/README.md):
   comparison is true. A missing value (None) or a disabled parameter (null) makes it false, so
   `none` of it is true: "the criterion does not hold".
 - `{fact, field, equals: text}` holds when the field is exactly that text.
+- A shared condition (`{condition: name}` in a rule file) arrives here as a one-child `all` group
+  with its name under `named` (cds_service.engine.ruleset.expand_shared).
 """
 
 from __future__ import annotations
@@ -86,7 +88,12 @@ def first_unmet(condition: Mapping[str, Any], facts: Facts, params: Params, nega
     """The first condition (in file order) that stops the rule, in words; None when the rule holds.
 
     Under `none` a child that *holds* is what stops the rule, so it is reported as "not (...)".
+    A shared condition (a group with `named`) is reported by its name.
     """
+    if "named" in condition:
+        if holds(condition, facts, params) != negated:
+            return None
+        return f"not ({condition['named']})" if negated else condition["named"]
     if "all" in condition or "any" in condition or "none" in condition:
         result = holds(condition, facts, params)
         if result != negated:
@@ -119,6 +126,8 @@ def first_unmet(condition: Mapping[str, Any], facts: Facts, params: Params, nega
 
 
 def describe_condition(condition: Mapping[str, Any]) -> str:
+    if "named" in condition:
+        return condition["named"]
     for key, word in (("all", " and "), ("any", " or ")):
         if key in condition:
             return "(" + word.join(describe_condition(c) for c in condition[key]) + ")"

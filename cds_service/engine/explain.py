@@ -27,6 +27,8 @@ class _Node:
     children: tuple["_Node", ...]
     text: str
     """`describe_condition` of the node (`describe_leaf` for a leaf): the words of the reference."""
+    named: bool = False
+    """A shared condition: reported by its name, as the reference does."""
 
     def holds(self, results: LeafResults) -> bool:
         kind = self.kind
@@ -45,8 +47,8 @@ class _Node:
     def first_unmet(self, results: LeafResults, negated: bool = False) -> str | None:
         """`conditions.first_unmet`, reading leaf results instead of the facts."""
         kind = self.kind
-        if kind == "leaf":
-            if results[self.leaf] == negated:
+        if kind == "leaf" or self.named:
+            if self.holds(results) == negated:
                 return f"not ({self.text})" if negated else self.text
             return None
         if self.holds(results) != negated:
@@ -87,7 +89,7 @@ class Explainer:
         for kind in ("all", "any", "none"):
             if kind in condition:
                 children = tuple(self._compile(child) for child in condition[kind])
-                return _Node(kind, -1, children, describe_condition(condition))
+                return _Node(kind, -1, children, describe_condition(condition), named="named" in condition)
         key = tuple(sorted((k, repr(v)) for k, v in condition.items()))
         index = self._leaf_index.get(key)
         if index is None:

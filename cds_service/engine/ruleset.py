@@ -87,6 +87,8 @@ class RuleSet:
     version: str
     default: bool = False
     """The profile used when none is named, listed first."""
+    shared_conditions: Mapping[str, SharedCondition] = field(default_factory=dict)
+    """The shared conditions its rules may name (rules/conditions.yaml)."""
 
     @cached_property
     def explainer(self) -> Explainer:
@@ -122,7 +124,51 @@ def _schema(name: str) -> dict[str, Any]:
     return json.loads((RULES_DIR / name).read_text(encoding="utf-8"))
 
 
-CONDITION_KEYS = {"all", "any", "none", "fact", "field", "is", "op", "param", "equals"}
+CONDITION_KEYS = {"all", "any", "none", "fact", "field", "is", "op", "param", "equals", "condition"}
+CONDITIONS_FILE = "conditions.yaml"
+
+
+@dataclass(frozen=True)
+class SharedCondition:
+    """A condition that several rules require, defined once in rules/conditions.yaml."""
+
+    name: str
+    title: str
+    when: Mapping[str, Any]
+    citation: Mapping[str, Any]
+    description: str | None = None
+
+
+def load_shared_conditions(rules_dir: Path = RULES_DIR) -> dict[str, SharedCondition]:
+    """The shared conditions by name (none when the file is absent)."""
+    path = rules_dir / CONDITIONS_FILE
+    if not path.is_file():
+        return {}
+    document = _read_yaml(path)
+    _validate(document, "schema.json", path)
+    shared: dict[str, SharedCondition] = {}
+    for item in document.get("conditions", []):
+        if item["name"] in shared:
+            raise RuleFileError(f"{path.name}: shared condition {item['name']} is defined twice")
+        if any("condition" in leaf for leaf in iter_leaves(item["when"])):
+            raise RuleFileError(f"{path.name}: shared condition {item['name']} names another one; write it out")
+        shared[item["name"]] = SharedCondition(item["name"], item["title"], item["when"], item["citation"], item.get("description"))
+    return shared
+
+
+def expand_shared(condition: Mapping[str, Any], shared: Mapping[str, SharedCondition], where: str) -> dict[str, Any]:
+    """The condition with each {condition: name} replaced by a one-child `all` group that keeps
+    its name (`named`): the evaluators read the group like any other, and the explanations and the
+    catalog show the name."""
+    if "condition" in condition:
+        name = condition["condition"]
+        if name not in shared:
+            raise RuleFileError(f"{where}: unknown shared condition {name!r} (see rules/{CONDITIONS_FILE})")
+        return {"all": [dict(shared[name].when)], "named": name}
+    for key in ("all", "any", "none"):
+        if key in condition:
+            return {key: [expand_shared(child, shared, where) for child in condition[key]]}
+    return dict(condition)
 
 
 def condition_hint(error: jsonschema.ValidationError) -> tuple[list[Any], str] | None:
@@ -202,7 +248,7 @@ def check_rule_references(rule: Rule, parameters: Mapping[str, Any], outcomes: M
     return problems
 
 
-def _load_rules(path: Path) -> list[Rule]:
+def _load_rules(path: Path, shared: Mapping[str, SharedCondition]) -> list[Rule]:
     document = _read_yaml(path)
     _validate(document, "schema.json", path)
     return [
@@ -210,7 +256,7 @@ def _load_rules(path: Path) -> list[Rule]:
             id=item["id"],
             title=item["title"],
             outcome=item["outcome"],
-            when=item["when"],
+            when=expand_shared(item["when"], shared, f"{path.name}: rule {item['id']}"),
             citation=item["citation"],
             file=path.name,
             indicator=item.get("indicator"),
@@ -220,7 +266,7 @@ def _load_rules(path: Path) -> list[Rule]:
             description=item.get("description"),
             notes=item.get("notes"),
         )
-        for item in document["rules"]
+        for item in document.get("rules", [])
     ]
 
 
@@ -260,13 +306,14 @@ def load_ruleset(profile_path: Path, rules_dir: Path = RULES_DIR) -> RuleSet:
     parameters = {name: spec["value"] for name, spec in profile["parameters"].items()}
     outcomes = load_outcomes(rules_dir)
     disabled = set(profile.get("disable_rules", []))
+    shared = load_shared_conditions(rules_dir)
     rules: list[Rule] = []
     seen: set[str] = set()
     for name in profile["rule_files"]:
         path = rules_dir / name
         if not path.is_file():
             raise RuleFileError(f"{profile_path.name}: rule file {name} does not exist")
-        for rule in _load_rules(path):
+        for rule in _load_rules(path, shared):
             if rule.id in seen:
                 raise RuleFileError(f"{path.name}: rule id {rule.id} is defined twice")
             seen.add(rule.id)
@@ -291,6 +338,7 @@ def load_ruleset(profile_path: Path, rules_dir: Path = RULES_DIR) -> RuleSet:
         texts=profile.get("texts", {}),
         version=ruleset_version(rules_dir),
         default=bool(profile.get("default", False)),
+        shared_conditions=shared,
     )
 
 

@@ -94,6 +94,8 @@ class Catalog:
     edges: list[Edge]
     leads_to: dict[str, str]
     overriding: dict[str, list[str]] = field(default_factory=dict)
+    shared: list[dict[str, Any]] = field(default_factory=list)
+    """The shared conditions (rules/conditions.yaml): name, title, description, condition, citation."""
     """Outcome code -> ids of the rules whose `overrides` silence it."""
 
     def as_json(self) -> dict[str, Any]:
@@ -135,6 +137,8 @@ def _show(value: Any) -> str:
 
 
 def _tree(condition: Mapping[str, Any], schema: Mapping[str, Any], rulesets: Mapping[str, RuleSet]) -> dict[str, Any]:
+    if "named" in condition:
+        return {"op": "named", "name": condition["named"], "items": [_tree(c, schema, rulesets) for c in condition["all"]]}
     for key in ("all", "any", "none"):
         if key in condition:
             return {"op": key, "items": [_tree(c, schema, rulesets) for c in condition[key]]}
@@ -264,7 +268,27 @@ def build_catalog(rules_dir: Path = RULES_DIR, cases: Mapping[str, list[str]] | 
         edges=edges,
         leads_to=dict(LEADS_TO),
         overriding=overriding,
+        shared=[
+            {
+                "name": c.name,
+                "title": c.title,
+                "description": c.description,
+                "conditions": _tree(c.when, schema, rulesets),
+                "citation": dict(c.citation),
+                "rules": [r.id for r in ordered.values() if any(_names(r.when, c.name))],
+            }
+            for c in next(iter(rulesets.values())).shared_conditions.values()
+        ],
     )
+
+
+def _names(condition: Mapping[str, Any], name: str) -> Iterable[bool]:
+    """True for each use of the shared condition `name` in the condition tree."""
+    if condition.get("named") == name:
+        yield True
+    for key in ("all", "any", "none"):
+        for child in condition.get(key, ()):
+            yield from _names(child, name)
 
 
 # --- Markdown -------------------------------------------------------------------------------------
@@ -277,6 +301,11 @@ def _md_tree(node: Mapping[str, Any], depth: int = 0) -> list[str]:
     pad = "  " * depth
     if "text" in node:
         return [f"{pad}- {node['text']}"]
+    if node["op"] == "named":
+        lines = [f"{pad}- shared condition [`{node['name']}`](#{node['name']}):"]
+        for child in node["items"]:
+            lines += _md_tree(child, depth + 1)
+        return lines
     words = {"all": "all of", "any": "any of", "none": "none of"}
     lines = [f"{pad}- **{words[node['op']]}**:"]
     for child in node["items"]:
@@ -336,7 +365,15 @@ def render_markdown(catalog: Catalog) -> str:
     for code, rules in sorted(catalog.overriding.items()):
         if code in PATHWAY_OUTCOMES:
             out.append(f"- `{code}` is silenced whenever one of these fires: " + ", ".join(f"[`{r}`](#{r})" for r in rules))
-    out += ["", "## Parameters", ""] + _md_params(catalog.parameters, catalog.profiles) + ["", "## Rules", ""]
+    out += ["", "## Parameters", ""] + _md_params(catalog.parameters, catalog.profiles)
+    out += ["", "## Shared conditions", "", "Defined once in `rules/conditions.yaml`; rules name them, and the decision trace reports them by name."]
+    for shared in catalog.shared:
+        out += ["", f'<a id="{shared["name"]}"></a>', "", f"### {shared['name']}", "", f"**{shared['title']}**", ""]
+        if shared["description"]:
+            out += [" ".join(shared["description"].split()), ""]
+        out += _md_tree(shared["conditions"]) + ["", f"- Cited: {shared['citation']['text']} ({shared['citation'].get('section', shared['citation']['source'])})"]
+        out.append("- Required by: " + ", ".join(f"[`{r}`](#{r})" for r in shared["rules"]))
+    out += ["", "## Rules", ""]
     out += [f"- [`{r.id}`](#{r.id}): {r.title}" for r in catalog.rules]
     for rule in catalog.rules:
         out += ["", f'<a id="{rule.id}"></a>', "", f"### {rule.id}", "", f"**{rule.title}**", ""]
@@ -395,6 +432,9 @@ def _h(text: Any) -> str:
 def _html_tree(node: Mapping[str, Any]) -> str:
     if "text" in node:
         return f"<li>{_h(node['text'])}</li>"
+    if node["op"] == "named":
+        label = f"shared condition <a href='#{_h(node['name'])}'><code>{_h(node['name'])}</code></a>"
+        return f"<li>{label}:<ul>" + "".join(_html_tree(c) for c in node["items"]) + "</ul></li>"
     words = {"all": "all of", "any": "any of", "none": "none of"}
     return f"<li><b>{words[node['op']]}</b>:<ul>" + "".join(_html_tree(c) for c in node["items"]) + "</ul></li>"
 
@@ -436,6 +476,13 @@ def render_html(catalog: Catalog) -> str:
         _html_pathway(catalog),
         "<h2 id='parameters'>Parameters</h2>",
         _html_params(catalog.parameters, catalog.profiles),
+        "<h2 id='shared'>Shared conditions</h2><p>Defined once in <code>rules/conditions.yaml</code>; rules name them, and the decision trace reports them by name.</p>",
+        "".join(
+            f"<section id='{_h(c['name'])}'><h3><code>{_h(c['name'])}</code>: {_h(c['title'])}</h3><p>{_h(' '.join((c['description'] or '').split()))}</p>"
+            f"<ul>{_html_tree(c['conditions'])}</ul><p>Cited: {_h(c['citation']['text'])}</p><p>Required by: "
+            + ", ".join(f"<a href='#{_h(r)}'><code>{_h(r)}</code></a>" for r in c["rules"]) + "</p></section>"
+            for c in catalog.shared
+        ),
         "<h2 id='rules'>Rules</h2><ul>",
         "".join(f"<li><a href='#{_h(r.id)}'><code>{_h(r.id)}</code></a>: {_h(r.title)}</li>" for r in catalog.rules),
         "</ul>",

@@ -20,7 +20,17 @@ import jsonschema
 import yaml
 
 from cds_service.engine.conditions import OPERATORS
-from cds_service.engine.ruleset import RULES_DIR, _schema, condition_hint, load_outcomes, profile_paths
+from cds_service.engine.ruleset import (
+    CONDITIONS_FILE,
+    RULES_DIR,
+    RuleFileError,
+    _schema,
+    condition_hint,
+    expand_shared,
+    load_outcomes,
+    load_shared_conditions,
+    profile_paths,
+)
 from fhir_mappings.facts import fact_schema
 from fhir_mappings.datafiles import read_yaml
 
@@ -191,6 +201,14 @@ def lint(rules_dir: Path = RULES_DIR, with_cases: bool = True) -> LintReport:
             listed_by.setdefault(name, []).append(document)
 
     all_params = {p for d in profiles.values() for p in d["parameters"]}
+    try:
+        shared = load_shared_conditions(rules_dir)
+    except RuleFileError as exc:
+        report.add("error", CONDITIONS_FILE, str(exc))
+        shared = {}
+    for condition in shared.values():
+        if condition.citation["source"] not in sources:
+            report.add("error", CONDITIONS_FILE, f"shared condition {condition.name}: citation source {condition.citation['source']!r} is not in sources.yaml")
     seen_ids: dict[str, str] = {}
     rules: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(rules_dir.glob("*.rules.yaml")):
@@ -204,7 +222,12 @@ def lint(rules_dir: Path = RULES_DIR, with_cases: bool = True) -> LintReport:
                 report.add("error", path.name, f"rule {item['id']}: missing citation")
         if _schema_errors(document, "schema.json", path, report):
             continue
-        for item in document["rules"]:
+        for raw in document["rules"]:
+            try:
+                item = {**raw, "when": expand_shared(raw["when"], shared, f"{path.name}: rule {raw['id']}")}
+            except RuleFileError as exc:
+                report.add("error", path.name, str(exc))
+                continue
             rule_id = item["id"]
             if rule_id in seen_ids:
                 report.add("error", path.name, f"rule id {rule_id} is already defined in {seen_ids[rule_id]}")
