@@ -35,17 +35,14 @@ def map_allergies(resources: list[dict[str, Any]], ctx: Context) -> tuple[Allerg
             return
         element = unreadable_element(resource)
         if element:
-            against = another_patients(resource, ctx.patient_id, ctx.full_urls) or _status_problem(resource, readable_only=True)
-            if against:
-                ctx.trace.exclude(resource, f"{against} ({element} unreadable)", "allergies")
-            else:
-                ctx.trace.unknown(
-                    resource,
-                    fact_type="allergies",
-                    label=", ".join(ALLERGY_FIELDS[c][1] for c in classes),
-                    element=element,
-                    fields=tuple(f"allergies.{ALLERGY_FIELDS[c][0]}" for c in classes),
-                )
+            ctx.trace.unreadable_unless(
+                another_patients(resource, ctx.patient_id, ctx.full_urls) or _status_problem(resource, readable_only=True),
+                resource,
+                fact_type="allergies",
+                label=", ".join(ALLERGY_FIELDS[c][1] for c in classes),
+                element=element,
+                fields=tuple(f"allergies.{ALLERGY_FIELDS[c][0]}" for c in classes),
+            )
             return
         problem = subject_problem(resource, ctx.patient_id, ctx.full_urls) or _status_problem(resource, readable_only=False)
         if problem:

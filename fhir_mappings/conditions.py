@@ -71,10 +71,14 @@ def pregnancy_status_says_pregnant(resources: list[dict[str, Any]], ctx: Context
         element = unreadable_element(resource)
         if element:
             against = another_patients(resource, ctx.patient_id, ctx.full_urls) or status.readable_simple_status(resource)
-            if against or outside:
-                ctx.trace.exclude(resource, f"{against or 'not within pregnancy_status_days'} ({element} unreadable)", "conditions")
-            else:
-                ctx.trace.unknown(resource, fact_type="conditions", label="pregnancy", element=element, fields=("conditions.pregnancy",))
+            ctx.trace.unreadable_unless(
+                against or ("not within pregnancy_status_days" if outside else None),
+                resource,
+                fact_type="conditions",
+                label="pregnancy",
+                element=element,
+                fields=("conditions.pregnancy",),
+            )
             return
         problem = subject_problem(resource, ctx.patient_id, ctx.full_urls) or status.simple_status(resource)
         if problem is None and day is None:
@@ -104,17 +108,14 @@ def map_conditions(resources: list[dict[str, Any]], ctx: Context) -> ConditionsF
             return
         element = unreadable_element(resource)
         if element:
-            against = ruled_out(resource, ctx)
-            if against:
-                ctx.trace.exclude(resource, f"{against} ({element} unreadable)", "conditions")
-            else:
-                ctx.trace.unknown(
-                    resource,
-                    fact_type="conditions",
-                    label=", ".join(CONDITION_LABELS[c] for c in concepts),
-                    element=element,
-                    fields=tuple(f"conditions.{c}" for c in concepts),
-                )
+            ctx.trace.unreadable_unless(
+                ruled_out(resource, ctx),
+                resource,
+                fact_type="conditions",
+                label=", ".join(CONDITION_LABELS[c] for c in concepts),
+                element=element,
+                fields=tuple(f"conditions.{c}" for c in concepts),
+            )
             return
         problem = _usable_problem(resource, ctx)
         if problem:

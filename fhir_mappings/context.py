@@ -50,6 +50,14 @@ class Trace:
         self.exclude(resource, f"unreadable: {element}", fact_type)
         self.unreadable.append(Unreadable(rtype(resource), rid(resource), label, element, fields))
 
+    def unreadable_unless(self, ruled_out: str | None, resource: dict[str, Any], *, fact_type: str, label: str, element: str, fields: tuple[str, ...]) -> None:
+        """An unreadable resource of a value set: simply left out when a readable element already
+        rules it out (`ruled_out` says which), else `unknown`."""
+        if ruled_out:
+            self.exclude(resource, f"{ruled_out} ({element} unreadable)", fact_type)
+        else:
+            self.unknown(resource, fact_type=fact_type, label=label, element=element, fields=fields)
+
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)

@@ -221,12 +221,9 @@ def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: 
         fact = _fact_of(match.classes)
         element = unreadable_element(resource, draft=draft) or found.unreadable
         if element:
-            against = _ruled_out(resource, match.classes, ctx, draft)
-            if against:
-                ctx.trace.exclude(resource, f"{against} ({element} unreadable)", fact)
-                return
             label = ", ".join(CLASS_LABELS[c] for c in sorted(match.classes))
-            ctx.trace.unknown(
+            ctx.trace.unreadable_unless(
+                _ruled_out(resource, match.classes, ctx, draft),
                 resource,
                 fact_type=fact,
                 label=f"{label} (order being placed)" if draft else label,
