@@ -16,7 +16,7 @@ from fhir_mappings.context import Context, guarded, of_type, ref
 from fhir_mappings.facts import ConditionsFact
 from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, subject_problem
-from fhir_mappings.valuesets import VALUESETS, coded_as, concepts_of
+from fhir_mappings.valuesets import VALUESETS, coded_as, coding_keys, concepts_of
 
 CONDITION_LABELS = {
     "rls": "RLS",
@@ -53,7 +53,8 @@ def ruled_out(resource: dict[str, Any], ctx: Context) -> str | None:
     )
 
 
-PREGNANCY = VALUESETS["pregnancy"]
+PREGNANCY_STATUS_CODES = coding_keys(VALUESETS["pregnancy"].observation_codes)
+PREGNANT_VALUES = coding_keys(VALUESETS["pregnancy"].observation_values)
 
 
 def pregnancy_status_says_pregnant(resources: list[dict[str, Any]], ctx: Context) -> bool:
@@ -64,7 +65,7 @@ def pregnancy_status_says_pregnant(resources: list[dict[str, Any]], ctx: Context
 
     def read(resource: dict[str, Any]) -> None:
         nonlocal pregnant
-        if not coded_as(resource.get("code"), PREGNANCY.observation_codes):
+        if not coded_as(resource.get("code"), PREGNANCY_STATUS_CODES):
             return
         day = dates.effective_date(resource)
         outside = day is not None and (day > ctx.today or ctx.days_ago(day) > window)
@@ -88,7 +89,7 @@ def pregnancy_status_says_pregnant(resources: list[dict[str, Any]], ctx: Context
         if problem:
             ctx.trace.exclude(resource, problem, "conditions")
             return
-        if coded_as(resource.get("valueCodeableConcept"), PREGNANCY.observation_values):
+        if coded_as(resource.get("valueCodeableConcept"), PREGNANT_VALUES):
             pregnant = True
             ctx.trace.source("conditions", ref(resource))
 

@@ -170,20 +170,25 @@ def _path(location: tuple[Any, ...]) -> str:
     return out[:120] or "resource"
 
 
+def _first_malformed(model: type[BaseModel], value: Any, prefix: tuple[Any, ...] = ()) -> str | None:
+    """The path of the first element of `value` that `model` refuses, or None when it reads."""
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_context=False, include_url=False)
+        return _path((*prefix, *errors[0]["loc"])) if errors else _path(prefix)
+    except (ValueError, TypeError, RecursionError):
+        return _path(prefix)
+    return None
+
+
 def unreadable_code(resource: dict[str, Any], key: str) -> str | None:
     """The path of a malformed coding in `resource[key]` (a CodeableConcept), or None.
 
     For a resource whose codes matched no value set: when its code cannot be read, nobody can
     tell what it records, and the trace says so.
     """
-    if key not in resource:
-        return None
-    try:
-        CodeableConcept.model_validate(resource[key])
-    except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_context=False, include_url=False)
-        return _path((key, *errors[0]["loc"])) if errors else key
-    return None
+    return _first_malformed(CodeableConcept, resource[key], (key,)) if key in resource else None
 
 
 def unreadable_element(resource: dict[str, Any], *, draft: bool = False) -> str | None:
@@ -195,11 +200,4 @@ def unreadable_element(resource: dict[str, Any], *, draft: bool = False) -> str 
     model = DraftMedicationRequest if draft and kind == "MedicationRequest" else MODELS.get(kind)  # type: ignore[arg-type]
     if model is None:
         return "resourceType"
-    try:
-        model.model_validate(resource)
-    except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_context=False, include_url=False)
-        return _path(tuple(errors[0]["loc"])) if errors else "resource"
-    except (ValueError, TypeError, RecursionError):
-        return "resource"
-    return None
+    return _first_malformed(model, resource)

@@ -195,11 +195,15 @@ def lab_loinc_codes() -> tuple[str, ...]:
     return FERRITIN_LOINC + HEMOGLOBIN_LOINC + TSAT_LOINC + IRON_TIBC_LOINC
 
 
-def coded_as(concept: Any, entries: Iterable[dict[str, Any]]) -> bool:
-    """Whether a CodeableConcept has a coding equal to one of `entries` (system aliases folded)."""
-    wanted = {(SYSTEM_ALIASES[e["system"]], normalize_code(SYSTEM_ALIASES[e["system"]], str(e["code"]))) for e in entries}
+def coding_keys(entries: Iterable[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """(canonical system, normalized code) of value-set entries: built once, for `coded_as`."""
+    return frozenset((SYSTEM_ALIASES[e["system"]], normalize_code(SYSTEM_ALIASES[e["system"]], str(e["code"]))) for e in entries)
+
+
+def coded_as(concept: Any, keys: frozenset[tuple[str, str]]) -> bool:
+    """Whether a CodeableConcept has a coding among `keys` (system aliases folded)."""
     for system, code, _ in iter_codings(concept):
         canon = canonical_system(system)
-        if canon is not None and isinstance(code, str) and (canon, normalize_code(canon, code)) in wanted:
+        if canon is not None and isinstance(code, str) and (canon, normalize_code(canon, code)) in keys:
             return True
     return False
