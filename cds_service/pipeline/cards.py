@@ -1,11 +1,11 @@
 """Fired rules + facts -> CDS Hooks cards a clinician reads in ten seconds.
 
 One card per outcome, its code in `source.topic`. The words come from `rules/cards.yaml`
-(data an auditor reads); this module decides only what the safety rules of
-safety rules make code-level decisions: which suggestions a card may carry (no adult dose for a
-child or a patient whose age is unknown, no IV referral with an IV iron allergy, in pregnancy or
-with pregnancy unknown, no delete of a draft order, never a dopamine agonist), and in which order
-cards are returned.
+(data an auditor reads). This module decides only what the safety rules make code-level
+decisions (docs/clinical-specification.md, safety rules): which suggestions a card may carry
+(no adult dose for a child or a patient whose age is unknown, no IV referral with an IV iron
+allergy, in pregnancy or with pregnancy unknown, no delete of a draft order, never a dopamine
+agonist), and in which order cards are returned.
 """
 
 from __future__ import annotations
