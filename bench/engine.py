@@ -43,10 +43,10 @@ def engine_cost_us(profile: str, facts: Mapping[str, Mapping[str, Any]], engine:
 
 def facts_of(request: Mapping[str, Any], profile: str = "article") -> dict[str, dict[str, Any]]:
     """The engine facts the real pipeline computes for a CDS Hooks request (no HTTP, no FHIR fetch)."""
-    from cds_service.tooling.fixtures import DEFAULT_NOW
-    from cds_service.tooling.offline import evaluate_document
     from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
+    from cds_service.tooling.fixtures import DEFAULT_NOW
+    from cds_service.tooling.offline import evaluate_document
 
     with tempfile.TemporaryDirectory() as scratch:
         runtime = build_runtime(Settings(auth_mode="off", rule_engine="python", database_url=f"sqlite:///{scratch}/bench.db"))

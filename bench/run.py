@@ -293,11 +293,11 @@ def load(url: str, body_path: Path, connections: int, seconds: float) -> Load:
 
 def stage_figures(request: dict[str, Any], runs: int = 200) -> dict[str, Any]:
     """Median microseconds per pipeline stage for one request, and per-engine rule cost."""
-    from cds_service.pipeline import cards, prefetch
     from cds_service.engine import RuleEngine, available_engines
     from cds_service.hooks import CDSRequest
-    from cds_service.runtime import build_runtime
+    from cds_service.pipeline import cards, prefetch
     from cds_service.pipeline.services import prefetch_templates
+    from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
     from fhir_mappings import MappingInput, build_facts
 

@@ -9,7 +9,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 DEVELOPMENT_PATIENT_KEY = "development-only-patient-key"
 
 

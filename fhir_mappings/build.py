@@ -18,7 +18,6 @@ from fhir_mappings.context import Context, ref
 from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, HemoglobinFact, RecordFact, TsatFact
 from fhir_mappings.patient import anemia_threshold, map_patient
 
-
 # Which fact types each prefetch key feeds: an OperationOutcome there makes them unknown, and
 # every rule that reads one of them stays silent.
 FACTS_BY_KEY: dict[str, tuple[str, ...]] = {

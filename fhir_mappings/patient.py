@@ -10,7 +10,6 @@ from fhir_mappings.facts import PatientFact
 from fhir_mappings.reading import unreadable_element
 from fhir_mappings.references import patient_copies
 
-
 AGE_FIELDS = ("patient.age_known", "patient.age_years", "patient.age_months", "patient.is_child")
 
 

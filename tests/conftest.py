@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
-from cds_service.tooling.fixtures import DEFAULT_NOW
 from cds_service.settings import Settings
+from cds_service.tooling.fixtures import DEFAULT_NOW
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:

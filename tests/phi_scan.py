@@ -12,8 +12,8 @@ import logging
 import re
 import traceback
 
-from cds_service.tooling import fixtures as fx
 from cds_service.observability.logging import JsonFormatter
+from cds_service.tooling import fixtures as fx
 
 _patient = fx.patient()
 PHI_PATTERNS = {

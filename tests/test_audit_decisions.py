@@ -8,10 +8,10 @@ from __future__ import annotations
 import threading
 import uuid
 
-from cds_service.tooling import fixtures as fx
 from cds_service.audit.pseudonym import patient_key
 from cds_service.errors import PrefetchFailed
 from cds_service.hooks import Feedback
+from cds_service.tooling import fixtures as fx
 from tests.conftest import outcomes
 from tests.test_audit_support import SERVICE, all_text, db_url, decision_log, feedback_body, rows, running, wait_until  # noqa: F401
 

@@ -11,8 +11,8 @@ import json
 
 from prometheus_client import REGISTRY
 
-from cds_service.tooling import fixtures as fx
 from cds_service.observability import metrics
+from cds_service.tooling import fixtures as fx
 from tests.conftest import outcomes
 from tests.test_audit_support import SERVICE, db_url, decision_log, feedback_body, outage, rows, running, wait_until  # noqa: F401
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 from typer.testing import CliRunner
 
-from cds_service.tooling import fixtures as fx
 from cds_service.cli import app as cli
+from cds_service.tooling import fixtures as fx
 from tests.test_audit_support import SERVICE, db_url, decision_log, feedback_body, rows, running  # noqa: F401
 
 LOW_FERRITIN = [fx.condition("rls"), fx.ferritin(31.7, days_ago=20)]

@@ -9,12 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from cds_service.tooling import fixtures as fx
 from cds_service.audit.records import decision_record
 from cds_service.audit.store import Store
-from cds_service.tooling.offline import evaluate_document
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings
+from cds_service.tooling import fixtures as fx
+from cds_service.tooling.offline import evaluate_document
 from tests.test_audit_support import rows
 
 CHARTS = {

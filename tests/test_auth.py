@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
-from cds_service.tooling import fixtures as fx
 from cds_service.app import create_app
+from cds_service.tooling import fixtures as fx
 from cds_service.tooling.fixtures import DEFAULT_NOW
 from tests.conftest import make_settings, outcomes
 

@@ -17,9 +17,9 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.pipeline.cards import OUTCOME_SYSTEM, build_cards
 from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import Rule, load_all_rulesets
+from cds_service.pipeline.cards import OUTCOME_SYSTEM, build_cards
 from fhir_mappings.facts import (
     AllergiesFact,
     ConditionsFact,

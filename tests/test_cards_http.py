@@ -9,10 +9,9 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-
-from cds_service.tooling import fixtures as fx
-from cds_service.pipeline.cards import OUTCOME_SYSTEM
 from cds_service.engine.ruleset import load_all_rulesets
+from cds_service.pipeline.cards import OUTCOME_SYSTEM
+from cds_service.tooling import fixtures as fx
 from tests.conftest import serve
 
 ARTICLE = "/cds-services/rls-iron-patient-view"

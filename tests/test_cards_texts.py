@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.pipeline.card_texts import PLACEHOLDERS, fill, load_card_texts, placeholder_names, summary_templates
 from cds_service.engine.ruleset import RuleFileError, load_outcomes
+from cds_service.pipeline.card_texts import PLACEHOLDERS, fill, load_card_texts, placeholder_names, summary_templates
 
 
 def test_every_outcome_has_summaries_and_detail():

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.engine.ruleset import load_all_rulesets
 from cds_service.tooling import fixtures as fx
 from cds_service.tooling.catalog_build import build_catalog, render_html, render_markdown
-from cds_service.engine.ruleset import load_all_rulesets
 from tests.conftest import outcomes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cds_service.tooling import fixtures as fx
 from cds_service.cli import app
+from cds_service.tooling import fixtures as fx
 from cds_service.tooling.offline import EXAMPLES_DIR
 
 runner = CliRunner()

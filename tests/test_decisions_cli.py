@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from typer.testing import CliRunner
 
-from cds_service.tooling import fixtures as fx
 from cds_service.cli import app as cli
+from cds_service.tooling import fixtures as fx
 from tests.test_audit_support import DB_KINDS, SERVICE, database_url_for, feedback_body, running
 
 LOW_FERRITIN = [fx.condition("rls"), fx.ferritin(31.7, days_ago=20)]

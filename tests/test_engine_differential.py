@@ -21,12 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service.tooling import fixtures as fx
 from cds_service.engine import EngineResult, RuleEngine, available_engines, normalize_facts, resolve
 from cds_service.engine.ruleset import RULES_DIR, load_all_rulesets
-from cds_service.tooling.offline import evaluate_document
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings
+from cds_service.tooling import fixtures as fx
+from cds_service.tooling.offline import evaluate_document
 from fhir_mappings.facts import FACT_TYPES, fact_schema
 
 pytestmark = pytest.mark.skipif("durable" not in available_engines(), reason="durable-rules does not import here")

@@ -11,10 +11,10 @@ from datetime import datetime
 
 from hypothesis import HealthCheck, given, settings
 
-from cds_service.tooling import fixtures as fx
 from cds_service.engine import normalize_facts
 from cds_service.engine.conditions import first_unmet, holds
 from cds_service.engine.ruleset import RULES_DIR, load_all_rulesets
+from cds_service.tooling import fixtures as fx
 from cds_service.tooling.offline import evaluate_document
 from cds_service.tooling.ruletests import load_cases
 from tests.test_engine_differential import fact_sets

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import cds_service.engine as engine_module
-from cds_service.tooling import fixtures as fx
 from cds_service.app import create_app
 from cds_service.cli import app as cli
 from cds_service.engine import available_engines, choose_engine
+from cds_service.tooling import fixtures as fx
 from cds_service.tooling.offline import EXAMPLES_DIR
 from cds_service.tooling.ruletests import load_cases
 from tests.conftest import make_app, make_settings, outcomes

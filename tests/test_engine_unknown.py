@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.tooling import fixtures as fx
 from cds_service.engine import RuleEngine
 from cds_service.engine.conditions import holds_when_unknown
 from cds_service.engine.ruleset import load_all_rulesets
+from cds_service.tooling import fixtures as fx
 from fhir_mappings import build_facts
 
 RULESET = load_all_rulesets()["article"]

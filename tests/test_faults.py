@@ -20,8 +20,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from cds_service.tooling import fixtures as fx
 from cds_service.app import create_app
+from cds_service.tooling import fixtures as fx
 from cds_service.tooling.fixtures import DEFAULT_NOW
 from tests.conftest import make_settings
 from tests.live_server import live_server

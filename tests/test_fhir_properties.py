@@ -8,16 +8,16 @@ import copy
 import math
 from typing import Any
 
+from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.period import Period
+from fhir.resources.R4B.quantity import Quantity
+from fhir.resources.R4B.reference import Reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cds_service.tooling import fixtures as fx
 from fhir_mappings import build_facts
 from fhir_mappings.errors import MappingInputError
-from fhir.resources.R4B.coding import Coding
-from fhir.resources.R4B.period import Period
-from fhir.resources.R4B.quantity import Quantity
-from fhir.resources.R4B.reference import Reference
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 

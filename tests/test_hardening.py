@@ -10,13 +10,15 @@ from typing import Any, Iterator
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from cds_service.tooling import fixtures as fx
-from cds_service.http import limits
 from cds_service import pipeline
+from cds_service.http import limits
 from cds_service.http.limits import json_depth
 from cds_service.observability.logging import JsonFormatter
+from cds_service.tooling import fixtures as fx
 from tests.conftest import make_app, outcomes
 
 SERVICE = "/cds-services/rls-iron-patient-view"

@@ -20,9 +20,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
-from cds_service.tooling import fixtures as fx
 from cds_service import pipeline
 from cds_service.app import create_app
+from cds_service.tooling import fixtures as fx
 from tests.conftest import make_app, make_settings
 from tests.phi_scan import CaptureHandler, leaks
 

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from cds_service.tooling import fixtures as fx
 from cds_service.pipeline.services import prefetch_templates
+from cds_service.tooling import fixtures as fx
 from tests.conftest import make_app, outcomes
 from tests.fhir_server import FhirTestServer, free_port
 

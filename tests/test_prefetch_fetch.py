@@ -12,8 +12,8 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.tooling import fixtures as fx
 from cds_service.pipeline.services import prefetch_templates
+from cds_service.tooling import fixtures as fx
 from fhir_mappings.valuesets import lab_loinc_codes
 from tests.conftest import outcomes, serve
 from tests.fhir_server import FhirTestServer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.tooling import fixtures as fx
 from cds_service.engine.ruleset import RULES_DIR, RuleFileError, load_all_rulesets, load_ruleset
+from cds_service.tooling import fixtures as fx
 
 LOW_FERRITIN_CHART = [fx.condition("rls"), fx.ferritin(40, days_ago=10), fx.tsat(25, days_ago=10)]
 

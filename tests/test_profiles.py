@@ -10,8 +10,8 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from cds_service.tooling import fixtures as fx
 from cds_service.engine.ruleset import RULES_DIR
+from cds_service.tooling import fixtures as fx
 from cds_service.tooling.fixtures import DEFAULT_NOW
 from cds_service.tooling.ruletests import load_cases, run_case
 from tests.conftest import make_app, outcomes

@@ -14,10 +14,10 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.tooling import fixtures as fx
 from cds_service.audit import Store
+from cds_service.tooling import fixtures as fx
 from tests import realworld as rw
-from tests.conftest import outcomes, serve
+from tests.conftest import serve
 from tests.test_audit_support import wait_until
 
 PV = "/cds-services/rls-iron-patient-view"

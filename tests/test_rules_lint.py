@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from cds_service.app import create_app
 from cds_service.cli import app as cli
-from cds_service.tooling.lint import lint
 from cds_service.engine.ruleset import RULES_DIR, RuleFileError
+from cds_service.tooling.lint import lint
 from tests.conftest import make_settings
 
 runner = CliRunner()

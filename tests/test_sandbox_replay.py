@@ -21,11 +21,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
-from cds_service.tooling import fixtures as fx
 from cds_service.app import create_app
 from cds_service.pipeline.services import prefetch_templates
-from tests.conftest import make_settings, outcomes
+from cds_service.tooling import fixtures as fx
 from tests import realworld
+from tests.conftest import make_settings, outcomes
 from tests.fhir_server import FhirTestServer
 
 ORIGIN = "https://sandbox.cds-hooks.org"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.tooling import fixtures as fx
 from cds_service.app import create_app
+from cds_service.tooling import fixtures as fx
 from tests.conftest import make_settings
 
 
@@ -100,8 +100,8 @@ def test_feedback_on_a_card_from_the_page_reaches_the_real_endpoint(dev):
 
 
 def test_example_titles_are_escaped_in_the_page(dev, monkeypatch):
-    from cds_service.tooling.offline import Example, load_examples
     from cds_service.http import ui
+    from cds_service.tooling.offline import Example, load_examples
 
     evil = Example(name="x", file=Path("x.json"), title="<script>alert(1)</script>", hook="patient-view", now=fx.DEFAULT_NOW, expected={"article": ()})
     monkeypatch.setattr(ui, "load_examples", lambda: (*load_examples(), evil))

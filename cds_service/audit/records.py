@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from cds_service.audit.banding import rule_fact_values
-from cds_service.audit.tables import DECISION, FEEDBACK
 from cds_service.audit.pseudonym import patient_key, redact_reference, redact_text
+from cds_service.audit.tables import DECISION, FEEDBACK
 from cds_service.ids import new_id
 
 if TYPE_CHECKING:
-    from cds_service.hooks import Feedback
     from cds_service.decision import Evaluation
+    from cds_service.hooks import Feedback
     from cds_service.settings import Settings
 
 

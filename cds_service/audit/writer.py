@@ -17,16 +17,16 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from cds_service.observability import metrics
 from cds_service.audit.records import decision_record, failure_record, feedback_records, now_utc
 from cds_service.audit.spill import SpillFile, default_spill_dir, sqlite_path
 from cds_service.audit.store import Store
+from cds_service.observability import metrics
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from cds_service.hooks import Feedback
     from cds_service.decision import Evaluation
+    from cds_service.hooks import Feedback
     from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service.audit")

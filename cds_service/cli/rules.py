@@ -16,8 +16,8 @@ def lint(
     strict: bool = typer.Option(False, help="treat warnings (e.g. a rule without a test case) as errors"),
 ) -> None:
     """Check every rule file: schema, citations, names, reachability, duplicate ids, test cases."""
-    from cds_service.tooling.lint import lint as run_lint
     from cds_service.engine.ruleset import RULES_DIR, RuleFileError
+    from cds_service.tooling.lint import lint as run_lint
 
     try:
         report = run_lint(rules_dir or RULES_DIR)
@@ -42,8 +42,8 @@ def test_rules(
 
     from cds_service.app import create_app
     from cds_service.engine.ruleset import RULES_DIR, RuleFileError
-    from cds_service.tooling.ruletests import RuleCaseError, coverage, load_cases, report, run_cases
     from cds_service.settings import Settings
+    from cds_service.tooling.ruletests import RuleCaseError, coverage, load_cases, report, run_cases
 
     directory = rules_dir or RULES_DIR
     try:
@@ -76,8 +76,8 @@ def catalog(
     rules_dir: Path = typer.Option(None, "--rules-dir", help="rules directory (default: the project's rules/)"),
 ) -> None:
     """Render the rule catalog (Markdown and/or HTML); with no option, print the Markdown."""
-    from cds_service.tooling.catalog_build import build_catalog, render_markdown, write
     from cds_service.engine.ruleset import RULES_DIR
+    from cds_service.tooling.catalog_build import build_catalog, render_markdown, write
 
     built = build_catalog(rules_dir or RULES_DIR)
     if not out and not html:

@@ -17,8 +17,8 @@ import jsonschema
 import yaml
 
 from cds_service.engine.explain import Explainer
-from fhir_mappings.facts import FACT_TYPES_BY_NAME, fact_schema
 from fhir_mappings.datafiles import read_yaml
+from fhir_mappings.facts import FACT_TYPES_BY_NAME, fact_schema
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 VALUESETS_DIR = Path(__file__).resolve().parents[2] / "fhir_mappings" / "valuesets"

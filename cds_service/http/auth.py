@@ -20,10 +20,10 @@ from typing import Annotated, Any, Callable
 import jwt
 from fastapi import Depends, Request
 
-from cds_service.observability import metrics
 from cds_service.errors import Unauthorized
-from cds_service.settings import Settings
 from cds_service.http.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
+from cds_service.observability import metrics
+from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service.http.auth")
 

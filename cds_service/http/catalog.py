@@ -14,8 +14,8 @@ _BUILD_LOCK = threading.Lock()
 
 def _catalog(request: Request) -> Any:
     """Built once per process from the rules this process runs (its test cases included), then kept."""
-    from cds_service.tooling.catalog_build import build_catalog, cases_by_rule
     from cds_service.engine.ruleset import RULES_DIR
+    from cds_service.tooling.catalog_build import build_catalog, cases_by_rule
 
     runtime = request.app.state.runtime
     with _BUILD_LOCK:

@@ -8,16 +8,16 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from cds_service.observability import metrics
 from cds_service import pipeline
-from cds_service.pipeline import prefetch
-from cds_service.http.auth import Caller
 from cds_service.errors import BadRequest, CDSError, UnknownService
-from cds_service.ids import new_id
-from cds_service.observability.logging import bind
 from cds_service.hooks import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
-from cds_service.runtime import Runtime
+from cds_service.http.auth import Caller
+from cds_service.ids import new_id
+from cds_service.observability import metrics
+from cds_service.observability.logging import bind
+from cds_service.pipeline import prefetch
 from cds_service.pipeline.services import Service
+from cds_service.runtime import Runtime
 
 router = APIRouter(tags=["CDS Hooks"])
 ERRORS = {

@@ -6,12 +6,12 @@ import time
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
-from cds_service.pipeline.cards import build_cards
 from cds_service.decision import Evaluation
 from cds_service.engine import EngineError, RuleEngine
 from cds_service.errors import BadRequest, EngineUnavailable
-from cds_service.ids import new_id
 from cds_service.hooks import CDSRequest
+from cds_service.ids import new_id
+from cds_service.pipeline.cards import build_cards
 from cds_service.pipeline.prefetch import PrefetchData, draft_orders
 from cds_service.pipeline.services import Service
 from fhir_mappings import MappingInput, build_facts

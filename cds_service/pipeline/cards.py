@@ -18,14 +18,14 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from cds_service.pipeline import suggestions as fhir
-from cds_service.pipeline.card_texts import CardTexts, OutcomeTexts, applicable, fill, load_card_texts
 from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
-from cds_service.ids import new_id
 from cds_service.hooks import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
-from fhir_mappings.facts import FactSet
+from cds_service.ids import new_id
+from cds_service.pipeline import suggestions as fhir
+from cds_service.pipeline.card_texts import CardTexts, OutcomeTexts, applicable, fill, load_card_texts
 from fhir_mappings.datafiles import read_yaml
+from fhir_mappings.facts import FactSet
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,10 @@ from urllib.parse import quote
 
 import httpx
 
-from cds_service.observability import metrics
 from cds_service.errors import PrefetchFailed
-from cds_service.pipeline.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
 from cds_service.hooks import CDSRequest
-
+from cds_service.observability import metrics
+from cds_service.pipeline.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
 
 log = logging.getLogger("cds_service.pipeline.prefetch")
 

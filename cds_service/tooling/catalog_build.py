@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-
-from cds_service.tooling.lint import required_literals
 from cds_service.engine.ruleset import RULES_DIR, Rule, RuleSet, iter_leaves, load_all_rulesets, load_outcomes
-from fhir_mappings.facts import fact_schema
+from cds_service.tooling.lint import required_literals
 from fhir_mappings.datafiles import read_yaml
+from fhir_mappings.facts import fact_schema
 
 OP_WORDS = {"<": "is below", "<=": "is at or below", ">": "is above", ">=": "is at or above", "==": "equals", "!=": "differs from"}
 PATHWAY_OUTCOMES = ("order-iron-studies", "start-oral-iron", "continue-oral-iron", "escalate-iv-iron", "iron-stores-adequate")

@@ -31,8 +31,8 @@ from cds_service.engine.ruleset import (
     load_shared_conditions,
     profile_paths,
 )
-from fhir_mappings.facts import fact_schema
 from fhir_mappings.datafiles import read_yaml
+from fhir_mappings.facts import fact_schema
 
 
 @dataclass(frozen=True)
@@ -318,9 +318,9 @@ def untested_rules(rules_dir: Path = RULES_DIR) -> dict[str, str]:
         from cds_service.tooling.ruletests import load_cases
     except ImportError:  # pragma: no cover - the runner ships with the rules
         return {}
-    from cds_service.tooling.offline import evaluate_document
     from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
+    from cds_service.tooling.offline import evaluate_document
 
     rulesets = load_all_rulesets(rules_dir)
     fired: set[str] = set()

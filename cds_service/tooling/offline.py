@@ -20,10 +20,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from cds_service import pipeline
-from cds_service.pipeline import prefetch
 from cds_service.hooks import HOOKS, CDSRequest
-from cds_service.runtime import Runtime
+from cds_service.pipeline import prefetch
 from cds_service.pipeline.services import PREFETCH_KEY_BY_TYPE, Service, prefetch_templates
+from cds_service.runtime import Runtime
 from fhir_mappings.datafiles import read_yaml
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

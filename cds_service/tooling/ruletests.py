@@ -17,9 +17,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-
-from cds_service.tooling import fixtures as fx
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
+from cds_service.tooling import fixtures as fx
 from fhir_mappings.datafiles import read_yaml
 
 FORMAT = "rls-iron-rule-tests/1"
