@@ -59,3 +59,41 @@ def test_fill_refuses_blanks():
     assert fill("Ferritin {ferritin}", {"ferritin": "32 ng/mL"}) == "Ferritin 32 ng/mL"
     assert fill("Ferritin {ferritin}", {"ferritin": None}) is None
     assert fill("Ferritin {ferritin}", {"ferritin": ""}) is None
+
+
+def test_an_unknown_suggestion_kind_is_rejected(tmp_path):
+    path = _write(tmp_path, "outcomes:\n  start-oral-iron:\n    summaries: [a]\n    detail: [x]\n    suggestions:\n      dopamine_agonist: {label: Start pramipexole}\n")
+    with pytest.raises(RuleFileError, match="dopamine_agonist: unknown suggestion kind"):
+        load_card_texts(path)
+
+
+def test_a_condition_on_a_field_that_does_not_exist_is_rejected(tmp_path):
+    body = (
+        "outcomes:\n  start-oral-iron:\n    summaries: [a]\n    detail: [x]\n    suggestions:\n"
+        "      oral_iron: {label: a, unless: {fact: patient, field: is_kid, is: true}}\n"
+        "facts_used:\n  ferritin:\n    - - {when: {fact: ferritin, field: currnt, is: true}, text: F}\n"
+    )
+    path = _write(tmp_path, body)
+    with pytest.raises(RuleFileError, match=r"no fact field patient.is_kid.*no fact field ferritin.currnt|no fact field ferritin.currnt.*patient.is_kid"):
+        load_card_texts(path)
+
+
+def test_the_safety_exclusions_of_suggestions_are_in_the_file():
+    """Safety rules 3 and 4 are read from cards.yaml, where an auditor sees them."""
+    suggestions = {code: spec.suggestions for code, spec in load_card_texts().outcomes.items()}
+    oral, referral = suggestions["start-oral-iron"]["oral_iron"], suggestions["escalate-iv-iron"]["referral"]
+    assert oral.because.startswith("safety rule 3")
+    assert not oral.offered({"patient": {"age_known": True, "is_child": True}}, {})
+    assert not oral.offered({"patient": {"age_known": False, "is_child": False}}, {})
+    assert oral.offered({"patient": {"age_known": True, "is_child": False}}, {})
+    no_flags = {"allergies": {"iv_iron_allergy": False}, "conditions": {"pregnancy": False}, "record": {"pregnancy_unknown": False}}
+    assert referral.offered(no_flags, {})
+    for fact, field in (("allergies", "iv_iron_allergy"), ("conditions", "pregnancy"), ("record", "pregnancy_unknown")):
+        assert not referral.offered({**no_flags, fact: {field: True}}, {})
+
+
+def test_every_fact_type_has_facts_used_lines():
+    from fhir_mappings.facts import fact_schema
+
+    lines = load_card_texts().facts_used
+    assert set(fact_schema()) - set(lines) <= {"context", "record"}

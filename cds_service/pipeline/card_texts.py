@@ -16,8 +16,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import yaml
 
 from cds_service.engine.conditions import holds
-from cds_service.engine.ruleset import RULES_DIR, RuleFileError
+from cds_service.engine.ruleset import RULES_DIR, RuleFileError, iter_leaves
 from fhir_mappings.datafiles import read_yaml
+from fhir_mappings.facts import fact_schema
 
 CARDS_FILE = RULES_DIR / "cards.yaml"
 
@@ -31,10 +32,13 @@ PLACEHOLDERS = frozenset(
     iv_days_since iv_date iv_relief_days iv_recheck_days
     preferred_iv_product iv_infusion dopamine_agonist_caution
     aggravating_medications dopamine_agonists iv_iron_allergies oral_iron_intolerances
-    age_years request_id
+    age_years request_id conditions_on_record
     unreadable_resources unreadable_facts withheld_advice count
     """.split()
 )
+
+SUGGESTION_KINDS = frozenset({"oral_iron", "recheck", "iron_studies", "referral", "stop"})
+"""The suggestions the card builder knows how to build as FHIR resources."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,22 @@ class Template:
 
 
 @dataclass(frozen=True)
+class SuggestionText:
+    """One suggestion a card may offer: its label, and when the safety rules leave it out."""
+
+    label: str
+    unless: Mapping[str, Any] | None = None
+    because: str = ""
+
+    def offered(self, facts: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any]) -> bool:
+        return self.unless is None or not holds(self.unless, facts, params)
+
+
+@dataclass(frozen=True)
 class OutcomeTexts:
     summaries: tuple[Template, ...]
     detail: tuple[Template, ...]
-    suggestions: Mapping[str, str] = field(default_factory=dict)
+    suggestions: Mapping[str, SuggestionText] = field(default_factory=dict)
     child_note: bool = False
 
 
@@ -70,6 +86,9 @@ class CardTexts:
     source_names: Mapping[str, str]
     override_system: str
     override_codes: tuple[Mapping[str, str], ...]
+    facts_used: Mapping[str, tuple[tuple[Template, ...], ...]] = field(default_factory=dict)
+    """Fact type -> its "Facts used" lines, each a list of alternatives (first that applies wins)."""
+    condition_names: Mapping[str, str] = field(default_factory=dict)
 
 
 def placeholder_names(text: str) -> set[str]:
@@ -87,6 +106,24 @@ def _templates(items: Iterable[Any], where: str) -> tuple[Template, ...]:
     return tuple(out)
 
 
+def _suggestions(items: Mapping[str, Any] | None, where: str) -> dict[str, SuggestionText]:
+    out: dict[str, SuggestionText] = {}
+    for kind, item in (items or {}).items():
+        if isinstance(item, str):
+            item = {"label": item}
+        if not isinstance(item, dict) or not isinstance(item.get("label"), str):
+            raise RuleFileError(f"cards.yaml: {where}.{kind}: a suggestion needs a label")
+        out[kind] = SuggestionText(label=" ".join(item["label"].split()), unless=item.get("unless"), because=str(item.get("because", "")))
+    return out
+
+
+def _fact_lines(document: Mapping[str, Any] | None) -> dict[str, tuple[tuple[Template, ...], ...]]:
+    return {
+        fact_type: tuple(_templates(alternatives, f"facts_used.{fact_type}") for alternatives in lines or ())
+        for fact_type, lines in (document or {}).items()
+    }
+
+
 @lru_cache(maxsize=4)
 def load_card_texts(path: Path = CARDS_FILE) -> CardTexts:
     """Read and check cards.yaml once (at the first card); an unknown placeholder raises RuleFileError naming the file."""
@@ -98,7 +135,7 @@ def load_card_texts(path: Path = CARDS_FILE) -> CardTexts:
         code: OutcomeTexts(
             summaries=_templates(spec.get("summaries"), f"{code}.summaries"),
             detail=_templates(spec.get("detail"), f"{code}.detail"),
-            suggestions={k: " ".join(v.split()) for k, v in (spec.get("suggestions") or {}).items()},
+            suggestions=_suggestions(spec.get("suggestions"), f"{code}.suggestions"),
             child_note=bool(spec.get("child_note", False)),
         )
         for code, spec in (document.get("outcomes") or {}).items()
@@ -111,6 +148,8 @@ def load_card_texts(path: Path = CARDS_FILE) -> CardTexts:
         source_names=dict(document.get("source_names") or {}),
         override_system=override.get("system", ""),
         override_codes=tuple(override.get("codes", ())),
+        facts_used=_fact_lines(document.get("facts_used")),
+        condition_names=dict(document.get("condition_names") or {}),
     )
     problems = check_card_texts(texts)
     if problems:
@@ -125,13 +164,35 @@ def check_card_texts(texts: CardTexts) -> list[str]:
     for code, spec in texts.outcomes.items():
         every += [(f"{code}.summaries", t.text) for t in spec.summaries]
         every += [(f"{code}.detail", t.text) for t in spec.detail]
-        every += [(f"{code}.suggestions.{k}", v) for k, v in spec.suggestions.items()]
+        every += [(f"{code}.suggestions.{k}", v.label) for k, v in spec.suggestions.items()]
+        problems += [f"{code}.suggestions.{k}: unknown suggestion kind (known: {sorted(SUGGESTION_KINDS)})" for k in spec.suggestions if k not in SUGGESTION_KINDS]
         if not spec.summaries or spec.summaries[-1].when is not None or spec.summaries[-1].reasons:
             problems.append(f"{code}: the last summary must have no condition")
+    for fact_type, lines in texts.facts_used.items():
+        every += [(f"facts_used.{fact_type}", t.text) for alternatives in lines for t in alternatives]
+    problems += _unknown_fields(texts)
     for where, text in every:
         unknown = placeholder_names(text) - PLACEHOLDERS
         if unknown:
             problems.append(f"{where}: unknown placeholder(s) {sorted(unknown)}")
+    return problems
+
+
+def _unknown_fields(texts: CardTexts) -> list[str]:
+    """Conditions (`when`, `unless`) and fact types that name a fact or field the mapping never produces."""
+    schema = fact_schema()
+    conditions: list[tuple[str, Mapping[str, Any] | None]] = []
+    for code, spec in texts.outcomes.items():
+        conditions += [(f"{code}.summaries", t.when) for t in spec.summaries] + [(f"{code}.detail", t.when) for t in spec.detail]
+        conditions += [(f"{code}.suggestions.{k}", s.unless) for k, s in spec.suggestions.items()]
+    for fact_type, lines in texts.facts_used.items():
+        conditions += [(f"facts_used.{fact_type}", t.when) for alternatives in lines for t in alternatives]
+    problems = [f"facts_used.{t}: no such fact type" for t in texts.facts_used if t not in schema]
+    problems += [f"condition_names.{c}: no such conditions field" for c in texts.condition_names if c not in schema["conditions"]]
+    for where, condition in conditions:
+        for leaf in iter_leaves(condition) if condition else ():
+            if leaf.get("field") not in schema.get(leaf.get("fact"), {}):
+                problems.append(f"{where}: no fact field {leaf.get('fact')}.{leaf.get('field')}")
     return problems
 
 
@@ -156,6 +217,16 @@ def applicable(
             text = fill(template.text, values)
             if text:
                 yield text
+
+
+def first_applicable(
+    alternatives: Iterable[Template],
+    values: Mapping[str, str | None],
+    facts: Mapping[str, Mapping[str, Any]],
+    params: Mapping[str, Any],
+) -> str | None:
+    """The first alternative that applies and has every value, filled; None when none does."""
+    return next(applicable(alternatives, values, facts, params, set()), None)
 
 
 def summary_templates() -> dict[str, list[str]]:

@@ -1,11 +1,9 @@
 """Fired rules + facts -> CDS Hooks cards a clinician reads in ten seconds.
 
-One card per outcome, its code in `source.topic`. The words come from `rules/cards.yaml`
-(data an auditor reads). This module decides only what the safety rules make code-level
-decisions (docs/clinical-specification.md, safety rules): which suggestions a card may carry
-(no adult dose for a child or a patient whose age is unknown, no IV referral with an IV iron
-allergy, in pregnancy or with pregnancy unknown, no delete of a draft order, never a dopamine
-agonist), and in which order cards are returned.
+One card per outcome, its code in `source.topic`. The words, the "Facts used" lines and which
+suggestions a card may carry (with the safety rules that leave one out) come from
+`rules/cards.yaml`, data an auditor reads. This module renders them: it computes the values the
+texts name, builds each suggestion's FHIR resources, and orders the cards.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import logging
 import re
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -23,7 +21,7 @@ from cds_service.engine.ruleset import RULES_DIR, RuleSet
 from cds_service.hooks import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
 from cds_service.ids import new_id
 from cds_service.pipeline import suggestions as fhir
-from cds_service.pipeline.card_texts import CardTexts, OutcomeTexts, applicable, fill, load_card_texts
+from cds_service.pipeline.card_texts import CardTexts, OutcomeTexts, applicable, fill, first_applicable, load_card_texts
 from fhir_mappings.datafiles import read_yaml
 from fhir_mappings.facts import FactSet
 
@@ -35,7 +33,6 @@ SUMMARY_MAX = 139
 LEFT_OUT_MAX = 8
 # Outcomes whose suggestion is an adult dose: with the age unknown their detail says why it is left out.
 AGE_DEPENDENT_SUGGESTIONS = frozenset({"start-oral-iron"})
-FACT_ORDER = ("ferritin", "tsat", "hemoglobin", "oral_iron", "iv_iron", "conditions", "allergies", "medications", "patient")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
 
@@ -53,7 +50,7 @@ def build_cards(
     groups = _group(result.fired)
     if not groups:
         return []
-    shared = CardFacts(facts, ruleset, today, result.withheld)
+    shared = CardFacts(facts, ruleset, today, texts, result.withheld)
     cards = [CardBuilder(code, fired, shared, texts, base_url, patient_id).card() for code, fired in groups.items()]
     cards.sort(key=lambda c: (-SEVERITY[c.indicator], c.source.topic.code if c.source.topic else ""))
     return cards
@@ -134,8 +131,9 @@ class CardFacts:
     """What every card of one response reads (engine view of the facts, course start, recheck
     window, text values): none of it depends on the outcome, so it is computed once per response."""
 
-    def __init__(self, facts: FactSet, ruleset: RuleSet, today: date, withheld: tuple[str, ...] = ()) -> None:
+    def __init__(self, facts: FactSet, ruleset: RuleSet, today: date, texts: CardTexts, withheld: tuple[str, ...] = ()) -> None:
         self.facts = facts
+        self.texts = texts
         self.ruleset = ruleset
         self.withheld = withheld
         self.params = ruleset.parameters
@@ -208,6 +206,7 @@ class CardFacts:
             "iv_iron_allergies": _names(ev.iv_iron_allergy_names),
             "oral_iron_intolerances": _names(ev.oral_iron_intolerance_names),
             "age_years": _num(f.patient.age_years),
+            "conditions_on_record": _names(name for field, name in self.texts.condition_names.items() if self.engine_facts["conditions"].get(field) is True),
             "unreadable_resources": _names(f"{u.reference} ({u.fact}; {u.element})" for u in f.unreadable),
             "unreadable_facts": _names(u.fact for u in f.unreadable),
             "withheld_advice": _names(self.ruleset.outcomes[code].display if code in self.ruleset.outcomes else code for code in self.withheld),
@@ -360,10 +359,13 @@ class CardBuilder:
     def _facts_used(self) -> list[str]:
         read = {t for f in self.fired for t in f.matched_facts}
         lines: list[str] = []
-        for fact_type in FACT_ORDER:
+        for fact_type, fact_lines in self.texts.facts_used.items():
             if fact_type in read:
-                lines += [line for line in _fact_lines(fact_type, self.facts, self.values, self.params) if line]
-        return [_escape(line) or "" for line in lines]
+                for alternatives in fact_lines:
+                    line = first_applicable(alternatives, self.values, self.engine_facts, self.params)
+                    if line:
+                        lines.append(_escape(line) or "")
+        return lines
 
     def _citations(self) -> list[str]:
         seen: list[tuple[str, str]] = []
@@ -397,45 +399,41 @@ class CardBuilder:
 
     # -- suggestions --------------------------------------------------------------------------
     def _label(self, kind: str, **extra: str) -> str:
-        template = (self.spec.suggestions.get(kind) if self.spec else None) or kind
+        spec = self.spec.suggestions.get(kind) if self.spec else None
+        template = spec.label if spec else kind
         return _shorten(fill(template, {**self.values, **extra}) or template.split("{")[0].strip() or kind)
 
     def suggestions(self) -> list[Suggestion]:
-        if not self.patient_id:
+        """The suggestions cards.yaml lists for this outcome, in order, except those its `unless` leaves out."""
+        if not self.patient_id or not self.spec:
             return []
-        maker = {
-            "start-oral-iron": self._suggest_oral_iron,
-            "continue-oral-iron": self._suggest_recheck,
-            "order-iron-studies": self._suggest_iron_studies,
-            "escalate-iv-iron": self._suggest_referral,
-            "iron-overload-risk": self._suggest_stop,
-        }.get(self.code)
-        return maker() if maker else []
+        out: list[Suggestion] = []
+        for kind, spec in self.spec.suggestions.items():
+            if spec.offered(self.engine_facts, self.params):
+                out += self._SUGGESTION_BUILDERS[kind](self)
+        return out
 
     def _note(self) -> str:
         return self.texts.safety["iron_studies_note"]
 
+    def _recheck_action(self) -> Action:
+        assert self.recheck is not None
+        return Action(
+            type="create",
+            description=f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}",
+            resource=fhir.ferritin_recheck_request(self.patient_id or "", *self.recheck, note=self._note()),
+        )
+
     def _suggest_oral_iron(self) -> list[Suggestion]:
-        patient = self.facts.patient
-        if not patient.age_known or patient.is_child or self.recheck is None:
-            return []  # safety rule 3: no adult dose for a child, nor for a patient whose age is unknown
-        pid = self.patient_id or ""
-        actions = [
-            Action(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(pid)),
-            Action(
-                type="create",
-                description=f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}",
-                resource=fhir.ferritin_recheck_request(pid, *self.recheck, note=self._note()),
-            ),
-        ]
-        return [Suggestion(label=self._label("oral_iron"), uuid=new_id(), isRecommended=True, actions=actions)]
+        if self.recheck is None:
+            return []
+        order = Action(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(self.patient_id or ""))
+        return [Suggestion(label=self._label("oral_iron"), uuid=new_id(), isRecommended=True, actions=[order, self._recheck_action()])]
 
     def _suggest_recheck(self) -> list[Suggestion]:
         if self.recheck is None:
             return []
-        resource = fhir.ferritin_recheck_request(self.patient_id or "", *self.recheck, note=self._note())
-        action = Action(type="create", description=f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}", resource=resource)
-        return [Suggestion(label=self._label("recheck"), uuid=new_id(), isRecommended=True, actions=[action])]
+        return [Suggestion(label=self._label("recheck"), uuid=new_id(), isRecommended=True, actions=[self._recheck_action()])]
 
     def _suggest_iron_studies(self) -> list[Suggestion]:
         pid, note = self.patient_id or "", self._note()
@@ -446,8 +444,6 @@ class CardBuilder:
         return [Suggestion(label=self._label("iron_studies"), uuid=new_id(), isRecommended=True, actions=actions)]
 
     def _suggest_referral(self) -> list[Suggestion]:
-        if self.facts.allergies.iv_iron_allergy or self.facts.conditions.pregnancy or self.facts.record.pregnancy_unknown:
-            return []  # safety rule 4 (pregnancy, or pregnancy unknown) and the IV iron allergy exception: specialist input instead
         reasons = [f"({f.rule.reason}) {f.rule.reason_text}" for f in self.fired if f.rule.reason and f.rule.reason_text]
         resource = fhir.iv_iron_referral(self.patient_id or "", self.values["preferred_iv_product"] or "IV iron", reasons)
         action = Action(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)
@@ -464,6 +460,15 @@ class CardBuilder:
             out.append(Suggestion(label=self._label("stop", request_id=ref), uuid=new_id(), actions=[action]))
         return out
 
+    _SUGGESTION_BUILDERS: Mapping[str, Callable[["CardBuilder"], list[Suggestion]]] = {
+        "oral_iron": _suggest_oral_iron,
+        "recheck": _suggest_recheck,
+        "iron_studies": _suggest_iron_studies,
+        "referral": _suggest_referral,
+        "stop": _suggest_stop,
+    }
+    """How each suggestion kind cards.yaml may name (card_texts.SUGGESTION_KINDS) is built as FHIR resources."""
+
 
 @lru_cache(maxsize=8)
 def _parameter_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
@@ -477,67 +482,3 @@ def _shorten(text: str) -> str:
         return text
     cut = text[: SUMMARY_MAX - 1].rsplit(" ", 1)[0].rstrip(",;:")
     return cut + "…"
-
-
-def _fact_lines(fact_type: str, facts: FactSet, values: Mapping[str, str | None], params: Mapping[str, Any]) -> list[str | None]:
-    """Plain-language lines for one fact type: value, unit and date, or what is missing."""
-    f = facts
-    if fact_type == "ferritin":
-        if f.ferritin.current:
-            return [f"Ferritin {values['ferritin']} ({values['ferritin_date']})"]
-        return [f"No ferritin within {values['ferritin_lookback_days']} days" if values["ferritin_lookback_days"] else "No current ferritin"]
-    if fact_type == "tsat":
-        if f.tsat.current:
-            derived = ", derived from serum iron and TIBC" if f.tsat.derived else ""
-            return [f"TSAT {values['tsat']} ({values['tsat_date']}{derived})"]
-        return [f"No TSAT within {values['tsat_lookback_days']} days" if values["tsat_lookback_days"] else "No current TSAT"]
-    if fact_type == "hemoglobin":
-        if f.hemoglobin.current:
-            below = f", below the anemia threshold {values['hb_threshold']} g/dL" if f.hemoglobin.anemic and values["hb_threshold"] else ""
-            return [f"Hb {values['hb']} ({values['hb_date']}{below})"]
-        return ["No current hemoglobin"]
-    if fact_type == "oral_iron":
-        if f.oral_iron.on_record:
-            since = f" (since {values['oral_start']})" if values["oral_start"] else ""
-            days = f" {values['oral_days']} days" if values["oral_days"] else ""
-            lines = [f"On oral iron{days}{since}"]
-            if f.oral_iron.draft:
-                lines.append("oral iron order being placed")
-            return lines
-        if f.oral_iron.draft:
-            return ["Oral iron order being placed (counts from today)"]
-        return ["Not on oral iron"]
-    if fact_type == "iv_iron":
-        lines: list[str | None] = []
-        if f.iv_iron.recent:
-            when = f" ({values['iv_date']})" if values["iv_date"] else ""
-            lines.append(f"IV iron {values['iv_days_since']} days ago{when}" if values["iv_days_since"] else "Recent IV iron")
-        elif values["iv_relief_days"]:
-            lines.append(f"No IV iron in the last {values['iv_relief_days']} days")
-        if f.iv_iron.draft:
-            lines.append("IV iron order being placed")
-        return lines
-    if fact_type == "conditions":
-        c = f.conditions
-        names = [n for flag, n in ((c.rls, "RLS"), (c.ida, "iron deficiency anemia"), (c.pregnancy, "pregnancy"), (c.absorption_disorder, "absorption disorder"), (c.iron_overload_disorder, "iron overload disorder")) if flag]
-        lines = [("On record: " + ", ".join(names)) if names else None]
-        if not c.rls:
-            lines.append("No RLS on record")
-        return lines
-    if fact_type == "allergies":
-        a = f.allergies
-        return [
-            f"Oral iron intolerance: {values['oral_iron_intolerances'] or 'on record'}" if a.oral_iron_intolerance else None,
-            f"IV iron allergy: {values['iv_iron_allergies'] or 'on record'}" if a.iv_iron_allergy else None,
-        ]
-    if fact_type == "medications":
-        m = f.medications
-        return [
-            f"Dopamine agonist: {values['dopamine_agonists'] or 'active'}" if m.dopamine_agonist else None,
-            f"RLS-aggravating medication: {values['aggravating_medications'] or 'active'}" if m.aggravating else None,
-        ]
-    if fact_type == "patient":
-        if f.patient.age_known and values["age_years"] is not None:
-            return [f"Age {values['age_years']} years" + (" (under 18)" if f.patient.is_child else "")]
-        return [None]
-    return []
