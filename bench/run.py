@@ -296,7 +296,7 @@ def stage_figures(request: dict[str, Any], runs: int = 200) -> dict[str, Any]:
     from cds_service.engine import RuleEngine, available_engines
     from cds_service.hooks import CDSRequest
     from cds_service.pipeline import cards, prefetch
-    from cds_service.pipeline.services import prefetch_templates
+    from fhir_mappings.prefetch_keys import prefetch_templates
     from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
     from fhir_mappings import MappingInput, build_facts

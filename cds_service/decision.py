@@ -1,17 +1,19 @@
-"""What one invocation decided: the record the response, the trace and the decision log are made from.
+"""What one invocation decided, and where its record goes.
 
-It lives apart from the pipeline that builds it so that the decision log can read it without
-importing the pipeline.
+`Evaluation` is the record the response, the trace and the decision log are made from; it lives
+apart from the pipeline that builds it so that the decision log reads it without importing the
+pipeline. `DecisionSink` is what the routes hand records to: the decision log in the service,
+a test's own sink elsewhere.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cds_service.engine import EngineResult
-from cds_service.hooks import Card, CDSRequest
+from cds_service.hooks import Card, CDSRequest, Feedback
 from fhir_mappings import FactSet
 
 if TYPE_CHECKING:
@@ -63,3 +65,24 @@ class Evaluation:
             "fetched": list(self.fetched_keys),
             "cards": [{"uuid": c.uuid, "outcome": c.source.topic.code if c.source.topic else None} for c in self.cards],
         }
+
+
+class DecisionSink(Protocol):
+    """Where every invocation and every feedback is recorded (as OPA's decision-log plugin).
+
+    Recording is called on the request path and must not block: a sink queues and writes later.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def record_decision(self, evaluation: Evaluation) -> None: ...
+
+    def record_failure(
+        self, *, decision_id: str, service_id: str, hook: str, hook_instance: str, patient_id: str, status: int, error: str, detail: Any, duration_ms: float
+    ) -> None: ...
+
+    def record_feedback(self, service_id: str, feedback: Feedback) -> None: ...
+
+    def healthy(self) -> bool: ...

@@ -8,10 +8,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from cds_service.audit.writer import DecisionLog
+from cds_service.decision import DecisionSink
+from cds_service.pipeline import FhirSource
 from cds_service.engine import RuleEngine, build_engines, choose_engine
 from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
 from cds_service.pipeline.card_texts import load_card_texts
 from cds_service.pipeline.fhir_client import FhirServer
+from cds_service.pipeline.prefetch import EhrSource
 from cds_service.pipeline.services import Service, build_services
 from cds_service.settings import Settings
 
@@ -25,9 +28,11 @@ class Runtime:
     engines: dict[str, RuleEngine]
     services: dict[str, Service]
     engine_name: str
-    decision_log: DecisionLog
+    decision_log: DecisionSink
     fhir: FhirServer
-    """The EHR's FHIR servers, for prefetch keys that are absent."""
+    """The pooled client for the EHR's FHIR servers (closed at shutdown)."""
+    source: FhirSource
+    """Where each request's resources come from: prefetch, then `fhir` for absent keys."""
     engine_note: str | None = None
     catalog: Any = None
     """The rule catalog, built on first use by the /rules/catalog route (a pure function of the rule files)."""
@@ -59,4 +64,5 @@ def build_runtime(settings: Settings) -> Runtime:
     engines = build_engines(rulesets, engine_name)
     services = build_services(rulesets, settings.enabled_services)
     log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})
-    return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), FhirServer(settings), note)
+    fhir = FhirServer(settings)
+    return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), fhir, EhrSource(fhir), note)

@@ -17,19 +17,7 @@ from fhir_mappings.conditions import map_conditions
 from fhir_mappings.context import Context, ref
 from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, HemoglobinFact, RecordFact, TsatFact
 from fhir_mappings.patient import anemia_threshold, map_patient
-
-# Which fact types each prefetch key feeds: an OperationOutcome there makes them unknown, and
-# every rule that reads one of them stays silent.
-FACTS_BY_KEY: dict[str, tuple[str, ...]] = {
-    "patient": ("patient",),
-    "labs": ("ferritin", "hemoglobin", "tsat"),
-    "conditions": ("conditions",),
-    "medications": ("oral_iron", "iv_iron", "medications"),
-    "medicationStatements": ("oral_iron", "iv_iron", "medications"),
-    "medicationAdministrations": ("iv_iron",),
-    "allergies": ("allergies",),
-}
-
+from fhir_mappings.prefetch_keys import facts_by_key
 
 @dataclass(frozen=True)
 class MappingInput:
@@ -105,7 +93,7 @@ def build_facts(data: MappingInput) -> FactSet:
 
     trace = ctx.trace
     unreadable = tuple(sorted(set(trace.unreadable), key=lambda u: (u.resource_type, u.resource_id, u.element)))
-    unknown = {t for key in data.unknown_keys for t in FACTS_BY_KEY.get(key, ())} | {f for u in unreadable for f in u.unknown}
+    unknown = {t for key in data.unknown_keys for t in facts_by_key().get(key, ())} | {f for u in unreadable for f in u.unknown}
     return FactSet(
         patient=patient,
         conditions=conditions,

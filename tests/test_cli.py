@@ -149,7 +149,7 @@ def test_request_builds_what_an_ehr_would_send():
     assert result.exit_code == 0, result.output
     request = json.loads(result.stdout)
     assert request["hook"] == "patient-view" and request["context"]["patientId"] == "ex-failed-oral-trial"
-    from cds_service.pipeline.services import prefetch_templates
+    from fhir_mappings.prefetch_keys import prefetch_templates
 
     assert set(request["prefetch"]) == set(prefetch_templates())
     assert request["prefetch"]["patient"]["id"] == "ex-failed-oral-trial"

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from cds_service.pipeline.services import prefetch_templates
+from fhir_mappings.prefetch_keys import prefetch_templates
 from cds_service.tooling import fixtures as fx
 from tests.conftest import make_app, outcomes
 from tests.fhir_server import FhirTestServer, free_port

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.pipeline.services import prefetch_templates
+from fhir_mappings.prefetch_keys import prefetch_templates
 from cds_service.tooling import fixtures as fx
 from fhir_mappings.valuesets import lab_loinc_codes
 from tests.conftest import outcomes, serve
@@ -66,7 +66,8 @@ def test_every_absent_key_is_fetched_with_the_bearer_token(client, fhir):
     assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in fhir.requests)
     assert all(r.query.get("patient") == ["pat-1"] for r in fhir.requests if r.path != "Patient/pat-1")
     (labs,) = fhir.requests_for("Observation")
-    assert labs.query["code"] == [",".join(f"http://loinc.org|{c}" for c in lab_loinc_codes())]
+    # the iron labs the rules read, and the pregnancy-status Observation (safety: IV iron in pregnancy)
+    assert labs.query["code"] == [",".join(f"http://loinc.org|{c}" for c in (*lab_loinc_codes(), "82810-3"))]
 
 
 def test_only_the_absent_keys_are_fetched(client, fhir):

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
-from cds_service.pipeline.services import prefetch_templates
+from fhir_mappings.prefetch_keys import prefetch_templates
 from cds_service.tooling import fixtures as fx
 from tests import realworld
 from tests.conftest import make_settings, outcomes

@@ -486,7 +486,7 @@ def test_discovery_lists_every_profile_and_hook(vclient: TestClient) -> None:
     for prefix in ("rls-iron", "rls-iron-aasm2024"):
         for hook in ("patient-view", "order-select", "order-sign"):
             assert services[f"{prefix}-{hook}"]["hook"] == hook
-            assert set(fx.PREFETCH_KEY_BY_TYPE.values()) <= set(services[f"{prefix}-{hook}"]["prefetch"])
+            assert set(fx.SEARCH_KEY_BY_TYPE.values()) <= set(services[f"{prefix}-{hook}"]["prefetch"])
 
 
 def test_searchset_with_full_urls_and_an_operation_outcome_entry(vclient: TestClient) -> None:

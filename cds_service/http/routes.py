@@ -15,7 +15,6 @@ from cds_service.http.auth import Caller
 from cds_service.ids import new_id
 from cds_service.observability import metrics
 from cds_service.observability.logging import bind
-from cds_service.pipeline import prefetch
 from cds_service.pipeline.services import Service
 from cds_service.runtime import Runtime
 
@@ -71,7 +70,7 @@ async def invoke(service_id: str, body: CDSRequest, caller: Caller, request: Req
             body,
             service,
             runtime.engines[service.profile],
-            lambda: prefetch.gather(body, runtime.fhir),
+            runtime.source,
             now=runtime.clock(),
             base_url=runtime.public_base(request),
         )

@@ -1,7 +1,7 @@
 """The developers' test page at `/`, and the JSON endpoint it calls (a development aid, not CDS Hooks).
 
 On only in development mode or with CDS_UI_ENABLED=true; hidden from the OpenAPI document.
-`POST /ui/evaluate` runs the real pipeline in-process (cds_service.offline) on an example or a
+`POST /ui/evaluate` runs `pipeline.answer`, as the CDS Hooks route does, on an example or a
 pasted Bundle and returns the request it built, the CDS Hooks response and the decision trace.
 The cards' suggestion and feedback buttons call the real CDS Hooks feedback endpoint.
 """
@@ -22,8 +22,8 @@ from cds_service.hooks import HOOKS
 from cds_service.tooling.offline import (
     EXAMPLES_DIR,
     InputError,
+    answer_request,
     as_request,
-    evaluate_request,
     find_example,
     load_examples,
     load_json,
@@ -106,7 +106,7 @@ async def evaluate(body: UIEvaluate, request: Request) -> dict[str, Any]:
         else:
             raise InputError("choose an example or paste a Bundle")
         raw = as_request(document, body.hook, body.patient or None, drafts)
-        evaluation = evaluate_request(runtime, raw, profile=body.service or None, now=now or default_now or runtime.clock())
+        evaluation = await answer_request(runtime, raw, profile=body.service or None, now=now or default_now or runtime.clock())
     except InputError as exc:
         raise BadRequest(str(exc)) from exc
     runtime.decision_log.record_decision(evaluation)

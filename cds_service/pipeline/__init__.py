@@ -1,10 +1,14 @@
-"""The one-way pipeline: request -> resources -> facts -> rules -> outcomes -> cards."""
+"""The one-way pipeline: request -> resources -> facts -> rules -> outcomes -> cards.
+
+`answer` is the one entry point: the HTTP route, the CLI and the test page all call it, each
+with the `FhirSource` it wants (the EHR's prefetch and FHIR server, or a test's own).
+"""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol
 
 from cds_service.decision import Evaluation
 from cds_service.engine import EngineError, RuleEngine
@@ -18,18 +22,32 @@ from fhir_mappings import MappingInput, build_facts
 from fhir_mappings.errors import MappingInputError
 
 
-def evaluate(
+class FhirSource(Protocol):
+    """Where one request's FHIR resources come from (as httpx's transports: the caller picks one).
+
+    The service's source reads `prefetch` and fetches absent keys from the EHR's `fhirServer`
+    (`prefetch.EhrSource`); tests pass their own.
+    """
+
+    async def gather(self, request: CDSRequest) -> PrefetchData: ...
+
+
+async def answer(
     request: CDSRequest,
     service: Service,
     engine: RuleEngine,
-    data: PrefetchData,
-    now: datetime | None = None,
+    source: FhirSource,
+    *,
+    now: datetime,
     base_url: str = "",
 ) -> Evaluation:
-    """Facts, rules and cards for data already gathered. Synchronous: the engine runs on the
-    caller's thread. The offline CLI and the test page call it directly; `answer` gathers first."""
+    """One invocation: its data from `source`, then facts, rules and cards, as of `now`.
+
+    Every invocation is evaluated from its own data: nothing is kept between requests. The
+    rules run on the caller's thread.
+    """
+    data = await source.gather(request)
     started = time.perf_counter()
-    now = now or datetime.now(timezone.utc)
     mapping_input = MappingInput(
         resources=data.resources,
         patient_id=request.context.patientId,
@@ -60,18 +78,3 @@ def evaluate(
         duration_ms=(time.perf_counter() - started) * 1000,
         fetched_keys=tuple(sorted(data.fetched_keys)),
     )
-
-
-async def answer(
-    request: CDSRequest,
-    service: Service,
-    engine: RuleEngine,
-    gather: Callable[[], Awaitable[PrefetchData]],
-    *,
-    now: datetime,
-    base_url: str,
-) -> Evaluation:
-    """One invocation: its data (`gather`: prefetch, then the EHR's FHIR server), then `evaluate`.
-    Every invocation is evaluated from its own data: nothing is kept between requests."""
-    data = await gather()
-    return evaluate(request, service, engine, data, now=now, base_url=base_url)

@@ -22,10 +22,10 @@ from cds_service.errors import PrefetchFailed
 from cds_service.hooks import CDSRequest
 from cds_service.observability import metrics
 from cds_service.pipeline.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
+from fhir_mappings.prefetch_keys import PATIENT_TOKEN, prefetch_templates
 
 log = logging.getLogger("cds_service.pipeline.prefetch")
 
-PATIENT_TOKEN = "{{context.patientId}}"
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 READ = re.compile(r"([A-Z][A-Za-z]+)/" + re.escape(PATIENT_TOKEN))
 
@@ -90,8 +90,6 @@ def absent_keys(prefetch: Mapping[str, Any] | None, templates: Iterable[str]) ->
 
 def needs_fetch(request: CDSRequest) -> bool:
     """Whether `gather` would fetch anything for this request from `fhirServer`."""
-    from cds_service.pipeline.services import prefetch_templates
-
     return bool(absent_keys(request.prefetch, prefetch_templates()))
 
 
@@ -114,14 +112,22 @@ def collect(request: CDSRequest, templates: Mapping[str, str]) -> PrefetchData:
     return collect_values(request.prefetch or {}, templates)
 
 
+@dataclass(frozen=True)
+class EhrSource:
+    """The service's `FhirSource`: the request's prefetch, then the EHR's FHIR server for absent keys."""
+
+    fhir: FhirServer
+
+    async def gather(self, request: CDSRequest) -> PrefetchData:
+        return await gather(request, self.fhir)
+
+
 async def gather(request: CDSRequest, fhir: FhirServer) -> PrefetchData:
     """All the data of one request: `prefetch`, then `fhirServer` for the keys that are absent.
 
     Every key of the templates is needed (the rules read all of them), so a key that can be
     neither found nor fetched raises PrefetchFailed (412) naming the key and the reason.
     """
-    from cds_service.pipeline.services import prefetch_templates
-
     templates = prefetch_templates()
     data = collect(request, templates)
     if not data.missing_keys:

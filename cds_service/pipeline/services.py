@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Mapping
 
 from cds_service.engine.ruleset import RuleSet
 from cds_service.hooks import HOOKS, ServiceDescription
-from fhir_mappings.valuesets import lab_loinc_codes
+from fhir_mappings.prefetch_keys import prefetch_templates
 
 HOOK_TITLES = {
     "patient-view": "when a chart is opened",
     "order-select": "when an order is selected",
     "order-sign": "when an order is signed",
 }
-
-
-PREFETCH_KEY_BY_TYPE: dict[str, str] = {
-    "Patient": "patient",
-    "Observation": "labs",
-    "Condition": "conditions",
-    "MedicationRequest": "medications",
-    "MedicationStatement": "medicationStatements",
-    "MedicationAdministration": "medicationAdministrations",
-    "AllergyIntolerance": "allergies",
-}
-"""Which prefetch key of `prefetch_templates` holds each resource type (the EHR's side of the contract)."""
-
-
-@functools.cache
-def prefetch_templates() -> Mapping[str, str]:
-    """The prefetch keys every service asks for (a contract with EHR integrators). Built once and
-    read-only: every request reads it (`prefetch.gather`, `prefetch.needs_fetch`)."""
-    codes = ",".join(f"http://loinc.org|{code}" for code in lab_loinc_codes())
-    patient = "{{context.patientId}}"
-    return MappingProxyType({
-        "patient": f"Patient/{patient}",
-        "labs": f"Observation?patient={patient}&code={codes}",
-        "conditions": f"Condition?patient={patient}",
-        "medications": f"MedicationRequest?patient={patient}",
-        "medicationStatements": f"MedicationStatement?patient={patient}",
-        "medicationAdministrations": f"MedicationAdministration?patient={patient}",
-        "allergies": f"AllergyIntolerance?patient={patient}",
-    })
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from cds_service.pipeline.services import PREFETCH_KEY_BY_TYPE
+from fhir_mappings.prefetch_keys import key_by_type
 from fhir_mappings.datafiles import read_yaml
 
 LOINC = "http://loinc.org"
@@ -218,7 +218,7 @@ def bundle(resources: list[dict[str, Any]], kind: str = "searchset") -> dict[str
 
 
 # The search keys (everything but `patient`, which holds a single resource or null).
-SEARCH_KEY_BY_TYPE = {t: k for t, k in PREFETCH_KEY_BY_TYPE.items() if t != "Patient"}
+SEARCH_KEY_BY_TYPE = {t: k for t, k in key_by_type().items() if t != "Patient"}
 
 
 def cds_request(resources: list[dict[str, Any]], *, hook: str = "patient-view", patient_id: str = DEFAULT_PATIENT, drafts: list[dict[str, Any]] | None = None, selections: list[str] | None = None, with_patient: bool = True, fhir_server: str | None = None, **extra: Any) -> dict[str, Any]:

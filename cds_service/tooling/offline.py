@@ -20,9 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from cds_service import pipeline
+from cds_service.decision import Evaluation
+from cds_service.errors import BadRequest, PrefetchFailed
 from cds_service.hooks import HOOKS, CDSRequest
-from cds_service.pipeline import prefetch
-from cds_service.pipeline.services import PREFETCH_KEY_BY_TYPE, Service, prefetch_templates
+from cds_service.pipeline import FhirSource
+from cds_service.pipeline.fhir_client import FhirServer
+from cds_service.pipeline.prefetch import EhrSource
+from cds_service.pipeline.services import Service
+from fhir_mappings.prefetch_keys import key_by_type, prefetch_templates
 from cds_service.runtime import Runtime
 from fhir_mappings.datafiles import read_yaml
 
@@ -161,7 +166,7 @@ def request_from_bundle(
     for full_url, resource in pairs:
         if id(resource) in draft_ids:
             continue
-        key = PREFETCH_KEY_BY_TYPE.get(str(resource.get("resourceType")))
+        key = key_by_type().get(str(resource.get("resourceType")))
         if key is None or key not in templates:
             continue
         if key == "patient":
@@ -233,45 +238,40 @@ def validate_request(raw: dict[str, Any]) -> CDSRequest:
         raise InputError(f"not a valid CDS Hooks request: {problems}") from exc
 
 
-def evaluate_request(runtime: Runtime, raw: dict[str, Any], *, profile: str | None = None, now: datetime | None = None) -> pipeline.Evaluation:
-    """Run the whole pipeline in-process on a CDS Hooks request, as the HTTP route does.
+async def answer_request(
+    runtime: Runtime, raw: dict[str, Any], *, profile: str | None = None, now: datetime | None = None, source: FhirSource | None = None
+) -> Evaluation:
+    """`pipeline.answer` on a CDS Hooks request, as the HTTP route runs it, for the CLI and the test page.
 
-    Prefetch keys that are absent are fetched from `fhirServer` like the service does; where the
-    service would answer 412, this raises InputError with the same reasons.
+    Prefetch keys that are absent are fetched from `fhirServer` as the service does (`source`:
+    the runtime's own by default); where the service would answer 400 or 412 this raises
+    InputError with the same reasons.
     """
-    from cds_service.errors import BadRequest
-
     request = validate_request(raw)
     service = service_for(runtime, request.hook, profile)
-    data = prefetch.collect(request, prefetch_templates())
-    if data.missing_keys:
-        data = _fetch_missing(request, runtime, data)
     try:
-        return pipeline.evaluate(request, service, runtime.engines[service.profile], data, now=now)
+        return await pipeline.answer(request, service, runtime.engines[service.profile], source or runtime.source, now=now or runtime.clock())
     except BadRequest as exc:
         raise InputError(f"the service rejected the request: {exc.detail}") from exc
-
-
-def _fetch_missing(request: CDSRequest, runtime: Runtime, data: prefetch.PrefetchData) -> prefetch.PrefetchData:
-    from cds_service.errors import PrefetchFailed
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise InputError("prefetch keys " + ", ".join(sorted(data.missing_keys)) + " are absent: give them in the request")
-
-    async def fetch() -> prefetch.PrefetchData:
-        try:
-            return await prefetch.gather(request, runtime.fhir)
-        finally:
-            await runtime.fhir.aclose()
-
-    try:
-        return asyncio.run(fetch())
     except PrefetchFailed as exc:
         raise InputError(f"the service would answer 412: {exc.detail}") from exc
+
+
+def evaluate_request(runtime: Runtime, raw: dict[str, Any], *, profile: str | None = None, now: datetime | None = None) -> Evaluation:
+    """`answer_request` for callers without an event loop (CLI commands, rule tests, the catalog).
+
+    It runs on a loop of its own with a FHIR client of its own, closed before it returns: an
+    httpx client belongs to the loop that made it, and the service's pooled one is left alone.
+    """
+    fhir = FhirServer(runtime.settings)
+
+    async def run() -> Evaluation:
+        try:
+            return await answer_request(runtime, raw, profile=profile, now=now, source=EhrSource(fhir))
+        finally:
+            await fhir.aclose()
+
+    return asyncio.run(run())
 
 
 def evaluate_document(
@@ -283,13 +283,13 @@ def evaluate_document(
     profile: str | None = None,
     now: datetime | None = None,
     draft_orders: list[dict[str, Any]] | None = None,
-) -> pipeline.Evaluation:
+) -> Evaluation:
     """A Bundle or a request, evaluated as of `now` (default: the runtime's clock)."""
     raw = as_request(document, hook, patient_id, draft_orders)
     return evaluate_request(runtime, raw, profile=profile, now=now or runtime.clock())
 
 
-def response_body(evaluation: pipeline.Evaluation) -> dict[str, Any]:
+def response_body(evaluation: Evaluation) -> dict[str, Any]:
     """The CDS Hooks response the HTTP route would send for this evaluation."""
     return {
         "cards": [card.model_dump(exclude_none=True) for card in evaluation.cards],
