@@ -23,8 +23,7 @@ def new_id() -> str:
 def new_request_id() -> str:
     """A fresh random request id (32 hex digits) for a request that came without a usable one.
 
-    uuid-utils draws from a user-space generator seeded by the OS (0.2 us); `uuid.uuid4()` makes a
-    `getrandom` system call each time, which took 14 us a call in an in-process profile with
-    the decision-log writer thread running (0.5 us without it).
+    uuid-utils draws from a user-space generator seeded by the OS; `uuid.uuid4()` makes a
+    `getrandom` system call each time, which is slow under contention for the GIL.
     """
     return uuid_utils.uuid4().hex

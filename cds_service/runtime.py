@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 from cds_service.audit.writer import DecisionLog
 from cds_service.decision import DecisionSink
-from cds_service.pipeline import FhirSource
 from cds_service.engine import RuleEngine, build_engines, choose_engine
 from cds_service.engine.ruleset import RULES_DIR, RuleSet, load_all_rulesets
+from cds_service.pipeline import FhirSource
 from cds_service.pipeline.card_texts import load_card_texts
 from cds_service.pipeline.fhir_client import FhirServer
 from cds_service.pipeline.prefetch import EhrSource

@@ -19,6 +19,7 @@ from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, He
 from fhir_mappings.patient import anemia_threshold, map_patient
 from fhir_mappings.prefetch_keys import facts_by_key
 
+
 @dataclass(frozen=True)
 class MappingInput:
     """What the mapping layer needs from one invocation."""

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import orjson
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, inspect, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,7 +49,7 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def _json(value: Any) -> str:
-    """JSON columns written with orjson: the stdlib encoder cost more than the insert itself."""
+    """JSON columns written with orjson, the encoder the responses use (faster than the stdlib's)."""
     return orjson.dumps(value).decode()
 
 
@@ -55,7 +57,7 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3, short connect timeout).
 
     SQLite runs with `synchronous=NORMAL`: in WAL mode a commit then no longer waits for an
-    fsync (about 7 ms here, a batch at a time on the writer's thread), and the database
+    fsync, and the database
     stays consistent after a crash of the process or the machine. A power cut may roll back the
     last commits, which is no more than the records still queued in memory at that moment;
     a deployment that must keep every record through power loss uses PostgreSQL.
@@ -95,9 +97,6 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the schema to the latest revision (Alembic, Config built in code). Raises when unreachable."""
-        from alembic import command
-        from alembic.config import Config
-
         self._ensure_directory()
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))

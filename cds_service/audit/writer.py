@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from cds_service.audit.records import decision_record, failure_record, feedback_records, now_utc
 from cds_service.audit.spill import SpillFile, default_spill_dir, sqlite_path
 from cds_service.audit.store import Store
+from cds_service.engine.ruleset import RULES_DIR, ruleset_version
 from cds_service.observability import metrics
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ log = logging.getLogger("cds_service.audit")
 
 def _ruleset_version(settings: "Settings") -> str | None:
     try:
-        from cds_service.engine.ruleset import RULES_DIR, ruleset_version
-
         return ruleset_version(settings.rules_dir or RULES_DIR)
     except Exception:  # the version is informative on failure records; never block start-up on it
         return None

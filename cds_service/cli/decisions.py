@@ -16,6 +16,9 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from cds_service.audit import Store
+from cds_service.settings import Settings
+
 DURATION = re.compile(r"^(\d+)([dh])$")
 
 
@@ -35,9 +38,6 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def _store():
-    from cds_service.audit import Store
-    from cds_service.settings import Settings
-
     return Store(Settings().database_url)
 
 
@@ -184,8 +184,6 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the counts as JSON"),
     ) -> None:
         """Delete decisions (with their cards and fired-rule rows) and feedback older than the retention."""
-        from cds_service.settings import Settings
-
         keep = Settings().retention_days if days is None else days
         before = datetime.now(timezone.utc) - timedelta(days=keep)
         try:

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cds_service.runtime import build_runtime
+from cds_service.settings import Settings
 from cds_service.tooling.offline import (
     InputError,
     as_request,
@@ -109,9 +111,6 @@ def register(app: typer.Typer) -> None:
 
         Exit codes: 0 evaluated (with or without cards), 2 bad input.
         """
-        from cds_service.runtime import build_runtime
-        from cds_service.settings import Settings
-
         try:
             when = parse_now(now)
             document = load_json(file)

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cds_service.engine.ruleset import load_all_rulesets
+from cds_service.runtime import build_runtime
+from cds_service.settings import Settings
 from cds_service.tooling.offline import (
     EXAMPLES_DIR,
     InputError,
@@ -66,9 +68,6 @@ def check_examples(
     profile: str = typer.Option("article", help="rule profile to check (article, aasm-2024)"),
 ) -> None:
     """Run every example offline, as of its `now`, and compare with the manifest (exit 1 on a difference)."""
-    from cds_service.runtime import build_runtime
-    from cds_service.settings import Settings
-
     runtime = build_runtime(Settings(auth_mode="off"))
     table = Table(title=f"examples, profile {profile}")
     for column in ("example", "expected", "got", ""):

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import typer
+import uvicorn
+from uvicorn import _subprocess
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+from cds_service.http.auth import StartupRefused, check_startup
+from cds_service.settings import get_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -16,10 +24,6 @@ def register(app: typer.Typer) -> None:
         reload: bool = typer.Option(False, help="reload on code changes (development)"),
     ) -> None:
         """Start the CDS Hooks service."""
-        import uvicorn
-
-        from cds_service.settings import get_settings
-
         settings = get_settings()
         host = host or settings.host
         port = port or settings.port
@@ -27,8 +31,6 @@ def register(app: typer.Typer) -> None:
         os.environ["CDS_HOST"] = host  # the app (and every worker) checks the address it really binds
         get_settings.cache_clear()
         settings = get_settings()
-        from cds_service.http.auth import StartupRefused, check_startup
-
         try:
             check_startup(settings)
         except StartupRefused as exc:
@@ -71,10 +73,6 @@ def run_supervised(app_path: str, *, host: str, port: int, workers: int, log_lev
     ping (docs/engine.md). Returns the exit code: uvicorn's STARTUP_FAILURE when a worker could not
     start (the parent then stops instead of restarting in a loop), else 0.
     """
-    import uvicorn
-    from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
-
     _fork_workers()
     config = uvicorn.Config(
         app_path,
@@ -98,15 +96,10 @@ def _fork_workers() -> None:
     """Start workers by fork from the parent, which has already imported and built the app.
 
     Why: uvicorn spawns each worker as a fresh interpreter that imports and builds everything
-    again (about 1 s here), which doubled the start-up and delayed the replacement of a worker
-    that crashed by as much. A forked worker starts with the rules compiled and only runs the
+    again, which would double the start-up and delay the replacement of a worker that crashed. A forked worker starts with the rules compiled and only runs the
     app's lifespan (decision-log start). The parent holds no thread, connection or event loop
     at that point (the database is first opened by a worker's lifespan). uvicorn takes its
     process context from `uvicorn._subprocess.spawn`; the version is pinned in pyproject.toml
     and tests/test_workers.py runs supervised workers, so a change there fails the tests.
     """
-    import multiprocessing
-
-    from uvicorn import _subprocess
-
     _subprocess.spawn = multiprocessing.get_context("fork")

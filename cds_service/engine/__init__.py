@@ -130,6 +130,7 @@ def available_engines() -> list[str]:
 
 
 def make_evaluator(name: str, ruleset: RuleSet) -> Evaluator:
+    # imported on demand: durable-rules is absent on some interpreters, and each adapter loads only when chosen
     if name == "durable":
         from cds_service.engine.durable_engine import DurableEvaluator
 

@@ -163,7 +163,7 @@ class _QuietHost:
     """A durable Host with no background timers and actions resolved by name from the rule ids."""
 
     def __new__(cls, collector: "_Collector") -> Any:
-        from durable import engine as durable_engine
+        from durable import engine as durable_engine  # here: importing durable starts its runtime, only when this engine is chosen
 
         class QuietHost(durable_engine.Host):
             def _run(self) -> None:  # noqa: D401 - the timers are what crash the process

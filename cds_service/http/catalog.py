@@ -8,15 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from cds_service.engine.ruleset import RULES_DIR
+from cds_service.tooling.catalog_build import build_catalog, cases_by_rule, render_html
+
 router = APIRouter(tags=["rules"])
 _BUILD_LOCK = threading.Lock()
 
 
 def _catalog(request: Request) -> Any:
     """Built once per process from the rules this process runs (its test cases included), then kept."""
-    from cds_service.engine.ruleset import RULES_DIR
-    from cds_service.tooling.catalog_build import build_catalog, cases_by_rule
-
     runtime = request.app.state.runtime
     with _BUILD_LOCK:
         if runtime.catalog is None:
@@ -28,8 +28,6 @@ def _catalog(request: Request) -> Any:
 @router.get("/rules/catalog", response_class=HTMLResponse)
 def catalog_html(request: Request) -> HTMLResponse:
     """The rule catalog as one self-contained HTML page; each rule has the anchor `#<rule-id>`."""
-    from cds_service.tooling.catalog_build import render_html
-
     return HTMLResponse(render_html(_catalog(request)))
 
 

@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import sys
+import traceback
 from datetime import datetime, timezone
 from typing import Any
 
@@ -60,7 +61,6 @@ def _frames(record: logging.LogRecord) -> list[str] | None:
     """Where an exception happened (file:line function), without its message or local values."""
     if not record.exc_info or not record.exc_info[2]:
         return None
-    import traceback
 
     return [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(record.exc_info[2])][-12:]
 

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from cds_service.engine.ruleset import RULES_DIR, Rule, RuleSet, iter_leaves, load_all_rulesets, load_outcomes
+from cds_service.pipeline.card_texts import summary_templates
+from cds_service.runtime import build_runtime
+from cds_service.settings import Settings
 from cds_service.tooling.lint import required_literals
+from cds_service.tooling.offline import evaluate_document
+from cds_service.tooling.ruletests import load_cases
 from fhir_mappings.datafiles import read_yaml
 from fhir_mappings.facts import fact_schema
 
@@ -155,8 +160,6 @@ def _state_of(rule: Rule) -> str:
 
 def _summaries() -> dict[str, list[str]]:
     try:
-        from cds_service.pipeline.card_texts import summary_templates
-
         return summary_templates()
     except Exception:  # the card texts are optional for the catalog; the outcome display stands in
         return {}
@@ -164,12 +167,6 @@ def _summaries() -> dict[str, list[str]]:
 
 def cases_by_rule(rules_dir: Path = RULES_DIR, runtime: Any = None) -> dict[str, list[str]]:
     """Rule id -> ids of the rule test cases that make it fire (in-process, same pipeline as HTTP)."""
-    try:
-        from cds_service.tooling.ruletests import load_cases
-    except ImportError:  # pragma: no cover - the runner ships with the rules
-        return {}
-    from cds_service.tooling.offline import evaluate_document
-
     def run(rt: Any) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         try:
@@ -187,8 +184,6 @@ def cases_by_rule(rules_dir: Path = RULES_DIR, runtime: Any = None) -> dict[str,
 
     if runtime is not None:
         return run(runtime)
-    from cds_service.runtime import build_runtime
-    from cds_service.settings import Settings
 
     with tempfile.TemporaryDirectory() as scratch:
         settings = Settings(auth_mode="off", rule_engine="python", rules_dir=rules_dir, database_url=f"sqlite:///{scratch}/catalog.db")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
-from fhir_mappings.prefetch_keys import key_by_type
+from fhir_mappings import MappingInput
 from fhir_mappings.datafiles import read_yaml
+from fhir_mappings.prefetch_keys import key_by_type
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -287,7 +289,6 @@ _PARAMS_CACHE: dict[str, dict[str, Any]] = {}
 def article_params() -> dict[str, Any]:
     """The parameter values of rules/profiles/article.yaml (name -> value); read once, a fresh copy each call."""
     if "article" not in _PARAMS_CACHE:
-        from pathlib import Path
 
 
         path = Path(__file__).resolve().parents[2] / "rules" / "profiles" / "article.yaml"
@@ -297,8 +298,6 @@ def article_params() -> dict[str, Any]:
 
 def mapping_input(resources: list[dict[str, Any]], *, patient_id: str = DEFAULT_PATIENT, now: datetime = DEFAULT_NOW, hook: str = "patient-view", drafts: list[dict[str, Any]] | None = None, full_urls: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> Any:
     """A fhir_mappings.MappingInput for direct build_facts tests (article parameters by default)."""
-    from fhir_mappings import MappingInput
-
     return MappingInput(
         resources=list(resources),
         patient_id=patient_id,

@@ -27,10 +27,15 @@ from cds_service.engine.ruleset import (
     _schema,
     condition_hint,
     expand_shared,
+    load_all_rulesets,
     load_outcomes,
     load_shared_conditions,
     profile_paths,
 )
+from cds_service.runtime import build_runtime
+from cds_service.settings import Settings
+from cds_service.tooling.offline import evaluate_document
+from cds_service.tooling.ruletests import load_cases
 from fhir_mappings.datafiles import read_yaml
 from fhir_mappings.facts import fact_schema
 
@@ -312,16 +317,6 @@ def _check_reachability(rules: list[tuple[str, dict[str, Any]]], profiles: Mappi
 
 def untested_rules(rules_dir: Path = RULES_DIR) -> dict[str, str]:
     """Rule id -> file, for rules that no test case in rules/*.tests.yaml makes fire (any profile)."""
-    from cds_service.engine.ruleset import load_all_rulesets
-
-    try:
-        from cds_service.tooling.ruletests import load_cases
-    except ImportError:  # pragma: no cover - the runner ships with the rules
-        return {}
-    from cds_service.runtime import build_runtime
-    from cds_service.settings import Settings
-    from cds_service.tooling.offline import evaluate_document
-
     rulesets = load_all_rulesets(rules_dir)
     fired: set[str] = set()
     with tempfile.TemporaryDirectory() as scratch:  # the runtime's decision log never touches ./var

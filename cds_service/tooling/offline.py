@@ -27,9 +27,9 @@ from cds_service.pipeline import FhirSource
 from cds_service.pipeline.fhir_client import FhirServer
 from cds_service.pipeline.prefetch import EhrSource
 from cds_service.pipeline.services import Service
-from fhir_mappings.prefetch_keys import key_by_type, prefetch_templates
 from cds_service.runtime import Runtime
 from fhir_mappings.datafiles import read_yaml
+from fhir_mappings.prefetch_keys import key_by_type, prefetch_templates
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_USER = "Practitioner/example"

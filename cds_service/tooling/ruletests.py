@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
 from cds_service.tooling import fixtures as fx
+from cds_service.tooling import offline
 from fhir_mappings.datafiles import read_yaml
 
 FORMAT = "rls-iron-rule-tests/1"
@@ -291,8 +292,6 @@ def load_cases(rules_dir: Path = RULES_DIR) -> list[RuleCase]:
 
 def run_case(client: Any, case: RuleCase) -> CaseResult:
     """POST the case to its service with the clock at the case's now; learn the fired rules in-process."""
-    from cds_service.tooling import offline
-
     runtime = client.app.state.runtime
     previous = runtime.clock
     runtime.clock = lambda: case.now

@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from cds_service.audit.tables import metadata
+from cds_service.settings import Settings
 
 config = context.config
 
@@ -19,7 +20,6 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from cds_service.settings import Settings
 
     return Settings().database_url
 
