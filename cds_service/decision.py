@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cds_service.engine import EngineResult
-from cds_service.hooks import Card, CDSRequest, Feedback
+from cds_service.hooks import CDSRequest, Feedback
 from fhir_mappings import FactSet
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ class Evaluation:
     now: datetime
     facts: FactSet
     result: EngineResult
-    cards: list[Card]
+    cards: list[dict[str, Any]]
+    """The cards as CDS Hooks JSON (`hooks.Card`), ready for the response."""
     duration_ms: float
     fetched_keys: tuple[str, ...] = ()
     """Prefetch keys that were absent and fetched from the EHR's FHIR server."""
@@ -63,7 +64,7 @@ class Evaluation:
             "unreadable": [{"resource": u.reference, "fact": u.fact, "element": u.element} for u in self.facts.unreadable],
             "withheld": list(self.result.withheld),
             "fetched": list(self.fetched_keys),
-            "cards": [{"uuid": c.uuid, "outcome": c.source.topic.code if c.source.topic else None} for c in self.cards],
+            "cards": [{"uuid": c["uuid"], "outcome": c["source"]["topic"]["code"]} for c in self.cards],
         }
 
 

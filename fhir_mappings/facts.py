@@ -18,6 +18,7 @@ rule catalog, so it is written for auditors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any, ClassVar, Mapping, Union
 
 Scalar = Union[bool, int, float, str, None]
@@ -257,6 +258,11 @@ class FactSet:
 
     def fact(self, type_name: str) -> Any:
         return getattr(self, type_name)
+
+    @cached_property
+    def engine_view(self) -> Mapping[str, Mapping[str, Scalar]]:
+        """`to_engine()` made once for this fact set, for readers that only read (cards, the decision log)."""
+        return self.to_engine()
 
     def to_engine(self) -> dict[str, dict[str, Scalar]]:
         """Fact type -> field -> scalar value: the only form the evaluators see (a fresh copy)."""

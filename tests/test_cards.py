@@ -19,6 +19,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import Rule, load_all_rulesets
+from cds_service.hooks import Card
 from cds_service.pipeline.cards import OUTCOME_SYSTEM, build_cards
 from fhir_mappings.facts import (
     AllergiesFact,
@@ -83,7 +84,9 @@ def fired(outcome: str, rule_id: str | None = None, *, reason: str | None = None
 def cards(fired_rules: list[FiredRule], fact_set: FactSet, ruleset=ARTICLE, patient_id: str | None = "pat-1") -> list[dict]:
     result = EngineResult(engine="python", fired=tuple(fired_rules), silent=())
     built = build_cards(result, fact_set, ruleset, BASE, patient_id=patient_id, now=NOW)
-    return [c.model_dump(exclude_none=True) for c in built]
+    for card in built:  # plain JSON, exactly what the Card model would dump
+        assert Card.model_validate(card).model_dump(exclude_none=True) == card
+    return built
 
 
 def one(fired_rules: list[FiredRule], fact_set: FactSet, ruleset=ARTICLE) -> dict:

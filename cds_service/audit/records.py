@@ -62,10 +62,10 @@ def decision_record(evaluation: "Evaluation", settings: "Settings", created_at: 
         "fired": content["fired"],
         "cards": [
             {
-                "uuid": card.uuid,
-                "outcome": card.source.topic.code if card.source.topic else None,
-                "indicator": card.indicator,
-                "summary": card.summary if phi else None,
+                "uuid": card["uuid"],
+                "outcome": card["source"]["topic"]["code"],
+                "indicator": card["indicator"],
+                "summary": card["summary"] if phi else None,
             }
             for card in evaluation.cards
         ],
@@ -77,7 +77,7 @@ def _decision_content(evaluation: "Evaluation", settings: "Settings") -> dict[st
     """What the decision itself holds: facts, fired rules with their values, the trace."""
     phi = settings.decision_log_phi
     patient_id = evaluation.request.context.patientId
-    facts = evaluation.facts.to_engine()
+    facts = evaluation.facts.engine_view
     params = evaluation.service.ruleset.parameters
     sources = evaluation.facts.sources
     fired = []

@@ -36,12 +36,13 @@ def print_cards(console: Console, evaluation: Any) -> None:
     for column in ("indicator", "outcome", "summary", "suggestions"):
         table.add_column(column, overflow="fold")
     for card in evaluation.cards:
-        style = INDICATOR_STYLE.get(card.indicator, "")
+        indicator = card["indicator"]
+        style = INDICATOR_STYLE.get(indicator, "")
         table.add_row(
-            f"[{style}]{card.indicator}[/{style}]" if style else card.indicator,
-            card.source.topic.code if card.source.topic else "",
-            card.summary,
-            "\n".join(s.label for s in card.suggestions or []) or "-",
+            f"[{style}]{indicator}[/{style}]" if style else indicator,
+            card["source"]["topic"]["code"],
+            card["summary"],
+            "\n".join(s["label"] for s in card.get("suggestions", [])) or "-",
         )
     console.print(table)
     if not evaluation.cards:

@@ -95,10 +95,10 @@ async def invoke(service_id: str, body: CDSRequest, caller: Caller, request: Req
     metrics.child(metrics.REQUESTS, service_id, "200").inc()
     metrics.child(metrics.LATENCY, service_id).observe(time.perf_counter() - started)
     for card in evaluation.cards:
-        metrics.child(metrics.CARDS, card.source.topic.code if card.source.topic else "none").inc()
+        metrics.child(metrics.CARDS, card["source"]["topic"]["code"]).inc()
     return OrjsonResponse(
         {
-            "cards": [card.model_dump(mode="json", exclude_none=True) for card in evaluation.cards],
+            "cards": evaluation.cards,
             "extension": {"decision-id": evaluation.decision_id, "ruleset-version": service.ruleset.version},
         }
     )

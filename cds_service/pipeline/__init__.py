@@ -63,7 +63,7 @@ async def answer(
     except MappingInputError as exc:
         raise BadRequest(str(exc)) from exc
     try:
-        result = engine.evaluate(facts.to_engine(), facts.unknown)
+        result = engine.evaluate(facts.engine_view, facts.unknown)
     except EngineError as exc:
         raise EngineUnavailable("the rule engine could not answer safely; no cards") from exc
     cards = build_cards(result, facts, service.ruleset, base_url, patient_id=request.context.patientId, now=now)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from cds_service.engine.conditions import holds
+from cds_service.engine.conditions import Test, compile_condition
 from cds_service.engine.ruleset import RULES_DIR, RuleFileError, iter_leaves
 from fhir_mappings.datafiles import read_yaml
 from fhir_mappings.facts import fact_schema
@@ -43,19 +43,24 @@ SUGGESTION_KINDS = frozenset({"oral_iron", "recheck", "iron_studies", "referral"
 
 @dataclass(frozen=True)
 class Template:
-    """One summary or detail sentence and when it applies."""
+    """One summary or detail sentence and when it applies (its condition compiled at load)."""
 
     text: str
     when: Mapping[str, Any] | None = None
     reasons: tuple[str, ...] = ()
+    test: Test | None = field(default=None, compare=False, repr=False)
 
-    def names(self) -> set[str]:
+    def __post_init__(self) -> None:
+        if self.when is not None and self.test is None:
+            object.__setattr__(self, "test", compile_condition(self.when))
+
+    def names(self) -> frozenset[str]:
         return placeholder_names(self.text)
 
     def applies(self, facts: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any], reasons: set[str]) -> bool:
-        if self.reasons and not (set(self.reasons) & reasons):
+        if self.reasons and reasons.isdisjoint(self.reasons):
             return False
-        return self.when is None or holds(self.when, facts, params)
+        return self.test is None or self.test(facts, params)
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,14 @@ class SuggestionText:
     label: str
     unless: Mapping[str, Any] | None = None
     because: str = ""
+    test: Test | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.unless is not None and self.test is None:
+            object.__setattr__(self, "test", compile_condition(self.unless))
 
     def offered(self, facts: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any]) -> bool:
-        return self.unless is None or not holds(self.unless, facts, params)
+        return self.test is None or not self.test(facts, params)
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class OutcomeTexts:
     child_note: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CardTexts:
     outcomes: Mapping[str, OutcomeTexts]
     common: Mapping[str, str]
@@ -90,9 +100,24 @@ class CardTexts:
     """Fact type -> its "Facts used" lines, each a list of alternatives (first that applies wins)."""
     condition_names: Mapping[str, str] = field(default_factory=dict)
 
+    @cached_property
+    def override_reasons(self) -> tuple[Mapping[str, str], ...]:
+        """The override reasons every card offers, as card JSON (`hooks.OverrideReason`), built once."""
+        reasons = []
+        for c in self.override_codes:
+            reason = {"code": c["code"]}
+            if self.override_system:
+                reason["system"] = self.override_system
+            if c.get("display"):
+                reason["display"] = c["display"]
+            reasons.append(reason)
+        return tuple(reasons)
 
-def placeholder_names(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+@cache
+def placeholder_names(text: str) -> frozenset[str]:
+    """The {placeholders} of a text from cards.yaml (kept per text: the texts are the file's)."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
 
 
 def _templates(items: Iterable[Any], where: str) -> tuple[Template, ...]:
@@ -199,9 +224,10 @@ def _unknown_fields(texts: CardTexts) -> list[str]:
 def fill(text: str, values: Mapping[str, str | None]) -> str | None:
     """The text with its placeholders filled, or None when one of them has no value."""
     names = placeholder_names(text)
-    if any(values.get(name) in (None, "") for name in names):
-        return None
-    return text.format_map({name: values[name] for name in names})
+    for name in names:
+        if not values.get(name):
+            return None
+    return text.format_map(values) if names else text
 
 
 def applicable(

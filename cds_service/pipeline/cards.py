@@ -1,5 +1,10 @@
 """Fired rules + facts -> CDS Hooks cards a clinician reads in ten seconds.
 
+A card is a plain JSON object (`CardJSON`) shaped as `cds_service.hooks.Card` says, without
+`null` members: it goes into the response as it is. Every value comes from this module and the
+checked texts of cards.yaml; the tests validate every card they build against the `Card` model
+and schemathesis checks the responses against the OpenAPI document.
+
 One card per outcome, its code in `source.topic`. The words, the "Facts used" lines and which
 suggestions a card may carry (with the safety rules that leave one out) come from
 `rules/cards.yaml`, data an auditor reads. This module renders them: it computes the values the
@@ -18,7 +23,6 @@ import yaml
 
 from cds_service.engine import EngineResult, FiredRule
 from cds_service.engine.ruleset import RULES_DIR, RuleSet
-from cds_service.hooks import Action, Card, Coding, Link, OverrideReason, Source, Suggestion
 from cds_service.ids import new_id
 from cds_service.pipeline import suggestions as fhir
 from cds_service.pipeline.card_texts import CardTexts, OutcomeTexts, applicable, fill, first_applicable, load_card_texts
@@ -26,6 +30,10 @@ from fhir_mappings.datafiles import read_yaml
 from fhir_mappings.facts import FactSet
 
 log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+CardJSON = dict[str, Any]
+"""A CDS Hooks card as JSON (`cds_service.hooks.Card`, `null` members left out)."""
 
 OUTCOME_SYSTEM = "https://cds.example.org/rls-iron/outcome"
 SEVERITY = {"info": 0, "warning": 1, "critical": 2}
@@ -43,7 +51,7 @@ def build_cards(
     base_url: str = "",
     patient_id: str | None = None,
     now: datetime | date | None = None,
-) -> list[Card]:
+) -> list[CardJSON]:
     """Cards for the fired rules, sorted by severity (critical first) then outcome code."""
     texts = load_card_texts()
     today = _today(facts, now)
@@ -52,7 +60,7 @@ def build_cards(
         return []
     shared = CardFacts(facts, ruleset, today, texts, result.withheld)
     cards = [CardBuilder(code, fired, shared, texts, base_url, patient_id).card() for code, fired in groups.items()]
-    cards.sort(key=lambda c: (-SEVERITY[c.indicator], c.source.topic.code if c.source.topic else ""))
+    cards.sort(key=lambda c: (-SEVERITY[c["indicator"]], c["source"]["topic"]["code"]))
     return cards
 
 
@@ -138,7 +146,7 @@ class CardFacts:
         self.withheld = withheld
         self.params = ruleset.parameters
         self.today = today
-        self.engine_facts = facts.to_engine()
+        self.engine_facts = facts.engine_view
         self.course_start = self._course_start()
         self.recheck = self._recheck_window()
         self.values = self._values()
@@ -238,7 +246,7 @@ class CardBuilder:
         return _Escaped(self.values)
 
     # -- card -------------------------------------------------------------------------------
-    def card(self) -> Card:
+    def card(self) -> CardJSON:
         outcome = self.ruleset.outcomes.get(self.code)
         display = outcome.display if outcome else self.code
         default_indicator = outcome.indicator if outcome else "info"
@@ -246,25 +254,19 @@ class CardBuilder:
         if outcome and outcome.withheld_indicator and self._iron_family_withheld():
             indicator = max(indicator, outcome.withheld_indicator, key=SEVERITY.__getitem__)
         suggestions = self.suggestions()
-        card = Card(
-            uuid=new_id(),
-            summary=self.summary(display),
-            detail=self.detail(),
-            indicator=indicator,
-            source=Source(
-                label=self.ruleset.label,
-                url=f"{self.base_url}/rules/catalog" if self.base_url else None,
-                topic=Coding(system=OUTCOME_SYSTEM, code=self.code, display=display),
-            ),
-            suggestions=suggestions or None,
-            selectionBehavior=(("any" if len(suggestions) > 1 else "at-most-one") if suggestions else None),
-            overrideReasons=[
-                OverrideReason(code=c["code"], display=c.get("display"), system=self.texts.override_system or None)
-                for c in self.texts.override_codes
-            ]
-            or None,
-            links=self.links(),
-        )
+        source: dict[str, Any] = {"label": self.ruleset.label}
+        if self.base_url:
+            source["url"] = f"{self.base_url}/rules/catalog"
+        source["topic"] = {"system": OUTCOME_SYSTEM, "code": self.code, "display": display}
+        card: CardJSON = {"uuid": new_id(), "summary": self.summary(display), "detail": self.detail(), "indicator": indicator, "source": source}
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = "any" if len(suggestions) > 1 else "at-most-one"
+        if self.texts.override_reasons:
+            card["overrideReasons"] = [dict(reason) for reason in self.texts.override_reasons]
+        links = self.links()
+        if links:
+            card["links"] = links
         log.debug("card %s from rules %s", self.code, [f.rule.id for f in self.fired])
         return card
 
@@ -388,13 +390,13 @@ class CardBuilder:
             out.append(line)
         return out
 
-    def links(self) -> list[Link]:
+    def links(self) -> list[JSON]:
         links, seen = [], set()
         for f in self.fired:
             if f.rule.id in seen:
                 continue
             seen.add(f.rule.id)
-            links.append(Link(label=f"Rule {f.rule.id}", url=f"{self.base_url}/rules/catalog#{f.rule.id}", type="absolute"))
+            links.append({"label": f"Rule {f.rule.id}", "url": f"{self.base_url}/rules/catalog#{f.rule.id}", "type": "absolute"})
         return links
 
     # -- suggestions --------------------------------------------------------------------------
@@ -403,11 +405,11 @@ class CardBuilder:
         template = spec.label if spec else kind
         return _shorten(fill(template, {**self.values, **extra}) or template.split("{")[0].strip() or kind)
 
-    def suggestions(self) -> list[Suggestion]:
+    def suggestions(self) -> list[JSON]:
         """The suggestions cards.yaml lists for this outcome, in order, except those its `unless` leaves out."""
         if not self.patient_id or not self.spec:
             return []
-        out: list[Suggestion] = []
+        out: list[JSON] = []
         for kind, spec in self.spec.suggestions.items():
             if spec.offered(self.engine_facts, self.params):
                 out += self._SUGGESTION_BUILDERS[kind](self)
@@ -416,51 +418,51 @@ class CardBuilder:
     def _note(self) -> str:
         return self.texts.safety["iron_studies_note"]
 
-    def _recheck_action(self) -> Action:
+    def _recheck_action(self) -> JSON:
         assert self.recheck is not None
-        return Action(
-            type="create",
-            description=f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}",
-            resource=fhir.ferritin_recheck_request(self.patient_id or "", *self.recheck, note=self._note()),
-        )
+        return {
+            "type": "create",
+            "description": f"Order a ferritin recheck {self.recheck[0].isoformat()} to {self.recheck[1].isoformat()}",
+            "resource": fhir.ferritin_recheck_request(self.patient_id or "", *self.recheck, note=self._note()),
+        }
 
-    def _suggest_oral_iron(self) -> list[Suggestion]:
+    def _suggest_oral_iron(self) -> list[JSON]:
         if self.recheck is None:
             return []
-        order = Action(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(self.patient_id or ""))
-        return [Suggestion(label=self._label("oral_iron"), uuid=new_id(), isRecommended=True, actions=[order, self._recheck_action()])]
+        order = _json(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(self.patient_id or ""))
+        return [_json(label=self._label("oral_iron"), uuid=new_id(), isRecommended=True, actions=[order, self._recheck_action()])]
 
-    def _suggest_recheck(self) -> list[Suggestion]:
+    def _suggest_recheck(self) -> list[JSON]:
         if self.recheck is None:
             return []
-        return [Suggestion(label=self._label("recheck"), uuid=new_id(), isRecommended=True, actions=[self._recheck_action()])]
+        return [_json(label=self._label("recheck"), uuid=new_id(), isRecommended=True, actions=[self._recheck_action()])]
 
-    def _suggest_iron_studies(self) -> list[Suggestion]:
+    def _suggest_iron_studies(self) -> list[JSON]:
         pid, note = self.patient_id or "", self._note()
         actions = [
-            Action(type="create", description="Order serum ferritin (LOINC 2276-4)", resource=fhir.ferritin_request(pid, note)),
-            Action(type="create", description="Order iron panel with transferrin saturation (LOINC 50190-5)", resource=fhir.iron_panel_request(pid, note)),
+            _json(type="create", description="Order serum ferritin (LOINC 2276-4)", resource=fhir.ferritin_request(pid, note)),
+            _json(type="create", description="Order iron panel with transferrin saturation (LOINC 50190-5)", resource=fhir.iron_panel_request(pid, note)),
         ]
-        return [Suggestion(label=self._label("iron_studies"), uuid=new_id(), isRecommended=True, actions=actions)]
+        return [_json(label=self._label("iron_studies"), uuid=new_id(), isRecommended=True, actions=actions)]
 
-    def _suggest_referral(self) -> list[Suggestion]:
+    def _suggest_referral(self) -> list[JSON]:
         reasons = [f"({f.rule.reason}) {f.rule.reason_text}" for f in self.fired if f.rule.reason and f.rule.reason_text]
         resource = fhir.iv_iron_referral(self.patient_id or "", self.values["preferred_iv_product"] or "IV iron", reasons)
-        action = Action(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)
-        return [Suggestion(label=self._label("referral"), uuid=new_id(), isRecommended=True, actions=[action])]
+        action = _json(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)
+        return [_json(label=self._label("referral"), uuid=new_id(), isRecommended=True, actions=[action])]
 
-    def _suggest_stop(self) -> list[Suggestion]:
+    def _suggest_stop(self) -> list[JSON]:
         """A delete per active iron MedicationRequest from the EHR's data; drafts are never listed there."""
         out = []
         for request_id in dict.fromkeys(self.facts.evidence.active_iron_request_ids):
             if not request_id:
                 continue
             ref = request_id if request_id.startswith("MedicationRequest/") else f"MedicationRequest/{request_id}"
-            action = Action(type="delete", description=f"Stop the active iron order {ref}", resourceId=ref)
-            out.append(Suggestion(label=self._label("stop", request_id=ref), uuid=new_id(), actions=[action]))
+            action = _json(type="delete", description=f"Stop the active iron order {ref}", resourceId=ref)
+            out.append(_json(label=self._label("stop", request_id=ref), uuid=new_id(), actions=[action]))
         return out
 
-    _SUGGESTION_BUILDERS: Mapping[str, Callable[["CardBuilder"], list[Suggestion]]] = {
+    _SUGGESTION_BUILDERS: Mapping[str, Callable[["CardBuilder"], list[JSON]]] = {
         "oral_iron": _suggest_oral_iron,
         "recheck": _suggest_recheck,
         "iron_studies": _suggest_iron_studies,
@@ -468,6 +470,11 @@ class CardBuilder:
         "stop": _suggest_stop,
     }
     """How each suggestion kind cards.yaml may name (card_texts.SUGGESTION_KINDS) is built as FHIR resources."""
+
+
+def _json(**members: Any) -> JSON:
+    """A CDS Hooks object from keyword members (suggestion, action), as the model would dump it."""
+    return members
 
 
 @lru_cache(maxsize=8)

@@ -292,7 +292,7 @@ def evaluate_document(
 def response_body(evaluation: Evaluation) -> dict[str, Any]:
     """The CDS Hooks response the HTTP route would send for this evaluation."""
     return {
-        "cards": [card.model_dump(exclude_none=True) for card in evaluation.cards],
+        "cards": evaluation.cards,
         "extension": {"decision-id": evaluation.decision_id, "ruleset-version": evaluation.service.ruleset.version},
     }
 
