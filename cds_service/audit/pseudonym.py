@@ -32,7 +32,27 @@ def redact_text(text: str, patient_id: str) -> str:
     """Free text (a reason, a note) with Patient references and the bare patient id replaced."""
     if "Patient/" in text:  # most texts (rule conditions, reasons) quote no reference: skip the regex
         text = PATIENT_REFERENCE.sub(lambda m: redact_reference(m.group(0), patient_id), text)
-    if patient_id and patient_id in text:  # rare: most reasons never quote the id, so skip the regex
-        bare = re.compile(r"(?<![\w\-.])" + re.escape(patient_id) + r"(?![\w\-])")
-        text = bare.sub("[context-patient]", text)
+    if patient_id and patient_id in text:
+        text = _replace_bare_id(text, patient_id)
     return text
+
+
+def _replace_bare_id(text: str, patient_id: str) -> str:
+    """The patient id replaced where it stands alone (not inside a longer id such as `pat-1-obs-2`).
+
+    A scan rather than a regex built from the id: every request has another id, so a compiled
+    pattern would never be reused.
+    """
+    out, start, size = [], 0, len(patient_id)
+    found = text.find(patient_id)
+    while found != -1:
+        before = text[found - 1] if found else ""
+        after = text[found + size] if found + size < len(text) else ""
+        alone = not (before and (before.isalnum() or before in "_-.")) and not (after and (after.isalnum() or after in "_-"))
+        if alone:
+            out.append(text[start:found])
+            out.append("[context-patient]")
+            start = found + size
+        found = text.find(patient_id, found + size if alone else found + 1)
+    out.append(text[start:])
+    return "".join(out)
