@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -52,6 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.development and settings.default_patient_key:
             log.warning("CDS_PATIENT_KEY_SECRET is not set: decision-log patient keys use the public development key")
         await runtime.decision_log.start()
+        # What start-up built (rules, compiled conditions, schemas, value sets) lives as long as the
+        # process: frozen, the collector no longer walks it on every full collection, which showed
+        # as p99 pauses of tens of milliseconds under load.
+        gc.freeze()
         app.state.accepting = True
         try:
             yield

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     )
 
     rule_engine: Literal["durable", "python"] | None = Field(
-        None, description="durable (default where durable-rules imports) or python"
+        None, description="python (the reference evaluator, default) or durable (durable-rules 2.0.28)"
     )
     services: str | None = Field(None, description="comma-separated service ids to enable (default: all)")
     rules_dir: Path | None = Field(None, description="override the rules directory (tests)")

@@ -22,10 +22,18 @@ from tests.conftest import make_app, make_settings, outcomes
 DURABLE = "durable" in available_engines()
 
 
-@pytest.mark.skipif(not DURABLE, reason="durable-rules does not import here")
-def test_durable_is_the_default_where_it_imports(client):
+def test_the_reference_evaluator_is_the_default(client):
     health = client.get("/healthz").json()
-    assert health["engine"] == "durable" and health["engine_note"] is None
+    assert health["engine"] == "python" and health["engine_note"] is None
+
+
+@pytest.mark.skipif(not DURABLE, reason="durable-rules does not import here")
+def test_durable_is_chosen_by_setting(tmp_path):
+    app = make_app(tmp_path, rule_engine="durable")
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["engine"] == "durable"
+        response = client.post("/cds-services/rls-iron-patient-view", json=fx.cds_request([fx.condition("rls"), fx.ferritin(32, days_ago=20), fx.tsat(15)]))
+        assert outcomes(response) == ["start-oral-iron"]
 
 
 def test_python_engine_is_chosen_by_setting(tmp_path):
@@ -38,10 +46,10 @@ def test_python_engine_is_chosen_by_setting(tmp_path):
 
 def test_without_durable_rules_the_service_starts_on_python_and_says_so(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(engine_module, "available_engines", lambda: ["python"])
-    assert choose_engine(None)[0] == "python"
+    assert choose_engine(None) == ("python", None)
     assert choose_engine("durable")[0] == "python" and "durable-rules" in choose_engine("durable")[1]
     with caplog.at_level(logging.WARNING):
-        app = create_app(make_settings(tmp_path))
+        app = create_app(make_settings(tmp_path, rule_engine="durable"))
     assert any("python evaluator" in r.getMessage() for r in caplog.records)
     with TestClient(app) as client:
         health = client.get("/healthz").json()

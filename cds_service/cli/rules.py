@@ -39,7 +39,7 @@ def lint(
 @rules_app.command("test")
 def test_rules(
     rules_dir: Path = typer.Option(None, "--rules-dir", help="rules directory (default: the project's rules/)"),
-    engine: str = typer.Option(None, help="durable or python (default: CDS_RULE_ENGINE, else durable where it imports)"),
+    engine: str = typer.Option(None, help="python or durable (default: CDS_RULE_ENGINE, else python)"),
 ) -> None:
     """Run every rule test case through the HTTP API in-process; fail on any failure or uncovered rule."""
     # imported here: Starlette's test client warns on import, which every other command would print
