@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     max_json_depth: int = 64
     max_bundle_entries: int = 5000
 
+    fhir_servers: str | None = Field(
+        None,
+        description=(
+            "with authentication off: comma-separated FHIR server base URLs the service may fetch from; "
+            "unset: loopback servers in development mode, none in production (with JWT: each client's fhir_servers)"
+        ),
+    )
     fhir_connect_timeout: float = 2.0
     fhir_read_timeout: float = 5.0
     fhir_total_timeout: float = 8.0

@@ -19,6 +19,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "mode": "production",
         "auth_mode": "off",
         "database_url": f"sqlite:///{tmp_path / 'decisions.db'}",
+        # the suite's FHIR servers listen on loopback ports chosen at random
+        "fhir_servers": "loopback",
     }
     values.update(overrides)
     return Settings(**values)

@@ -64,7 +64,7 @@ def test_a_decision_without_cards_is_recorded(tmp_path, db_url):
 
 
 def test_a_412_is_recorded_without_cards(tmp_path, db_url, monkeypatch):
-    async def unavailable(request, runtime):
+    async def unavailable(request, fhir, allowed):
         raise PrefetchFailed("labs could not be fetched")
 
     monkeypatch.setattr("cds_service.pipeline.prefetch.gather", unavailable)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from cds_service.decision import DecisionSink, Evaluation
 from cds_service.hooks import CDSRequest, Feedback
 from cds_service.pipeline import FhirSource
+from cds_service.pipeline.fhir_access import FhirServerPolicy
 from cds_service.pipeline.prefetch import PrefetchData, resources_in
 from cds_service.tooling import fixtures as fx
 from tests.conftest import make_app, outcomes
@@ -24,7 +25,7 @@ class ChartSource:
         self.resources = resources
         self.asked: list[str] = []
 
-    async def gather(self, request: CDSRequest) -> PrefetchData:
+    async def gather(self, request: CDSRequest, allowed: FhirServerPolicy) -> PrefetchData:
         self.asked.append(request.context.patientId)
         return PrefetchData(resources=resources_in(fx.bundle(self.resources)))
 
@@ -86,7 +87,7 @@ def test_a_failure_of_the_source_is_recorded_as_a_failure(tmp_path):
     from cds_service.errors import PrefetchFailed
 
     class Unreachable:
-        async def gather(self, request: CDSRequest) -> PrefetchData:
+        async def gather(self, request: CDSRequest, allowed: FhirServerPolicy) -> PrefetchData:
             raise PrefetchFailed([{"key": "labs", "reason": "unreachable", "message": "the FHIR server did not answer"}])
 
     sink = ListSink()

@@ -14,6 +14,7 @@ import heapq
 import logging
 import re
 import time
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
@@ -21,7 +22,8 @@ import jwt
 from fastapi import Depends, Request
 
 from cds_service.errors import Unauthorized
-from cds_service.http.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, is_loopback_host, load_trusted_clients
+from cds_service.http.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, load_trusted_clients
+from cds_service.pipeline.fhir_access import NOWHERE, FhirServerListError, FhirServerPolicy, is_loopback_host, parse_list, policy_from_list
 from cds_service.observability import metrics
 from cds_service.settings import Settings
 
@@ -191,6 +193,12 @@ def check_startup(settings: Settings) -> None:
             load_trusted_clients(settings.trusted_clients)
         except TrustedClientsError as exc:
             raise StartupRefused(str(exc)) from None
+    try:
+        parse_list(settings.fhir_servers)
+    except FhirServerListError as exc:
+        raise StartupRefused(f"CDS_FHIR_SERVERS: {exc}") from None
+    if settings.effective_auth_mode == "jwt":
+        pass
     elif not is_loopback_host(settings.host) and not settings.allow_insecure:
         raise StartupRefused(
             f"authentication is off (CDS_AUTH_MODE=off or development mode) but the service would listen on "
@@ -267,6 +275,30 @@ async def verify_caller(request: Request) -> dict[str, Any] | None:
         claims = await verify_request(request, verifier)
     request.state.caller = claims.get("iss")
     return claims
+
+
+def fhir_servers_for(claims: dict[str, Any] | None, verifier: JWTVerifier | None, settings: Settings) -> FhirServerPolicy:
+    """The FHIR servers the service may fetch from for this caller (pipeline/fhir_access.py).
+
+    A verified client: its own `fhir_servers`. Authentication off: CDS_FHIR_SERVERS, else any
+    loopback server in development mode and none in production.
+    """
+    if verifier is not None:
+        client = verifier.clients.get(str((claims or {}).get("iss")))
+        if client is None:
+            return NOWHERE
+        return client.fhir_servers
+    return _operator_list(settings.fhir_servers, settings.development)
+
+
+@lru_cache(maxsize=8)
+def _operator_list(listed: str | None, development: bool) -> FhirServerPolicy:
+    """The policy with authentication off, read once from the settings (a pure function of them)."""
+    if listed is not None:
+        return policy_from_list(listed, "CDS_FHIR_SERVERS")
+    if development:
+        return FhirServerPolicy(any_loopback=True, setting="CDS_FHIR_SERVERS; in development mode only loopback servers by default")
+    return FhirServerPolicy(setting="CDS_FHIR_SERVERS; none by default in production")
 
 
 Caller = Annotated[dict[str, Any] | None, Depends(verify_caller)]

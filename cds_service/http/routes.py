@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from cds_service import pipeline
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.hooks import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
-from cds_service.http.auth import Caller
+from cds_service.http.auth import Caller, fhir_servers_for
 from cds_service.ids import new_id
 from cds_service.observability import metrics
 from cds_service.observability.logging import bind
@@ -73,6 +73,7 @@ async def invoke(service_id: str, body: CDSRequest, caller: Caller, request: Req
             runtime.source,
             now=runtime.clock(),
             base_url=runtime.public_base(request),
+            fhir_servers=fhir_servers_for(caller, request.app.state.verifier, runtime.settings),
         )
     except CDSError as exc:
         metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()

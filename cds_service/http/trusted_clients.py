@@ -2,7 +2,8 @@
 
 The file (YAML or JSON, path in CDS_TRUSTED_CLIENTS) lists each EHR by its JWT issuer and where
 its public keys are: inline `jwks`, a local `jwks_file`, a `jwks_url`, and `jku_allow` (the only
-`jku` header values this service will ever fetch). Keys are looked up locally first; a remote
+`jku` header values this service will ever fetch); and `fhir_servers`, the FHIR server base URLs
+the service may fetch from (and send the EHR's access token to) for that client. Keys are looked up locally first; a remote
 JWKS is fetched only from an allow-listed URL, cached for `jwks_cache_seconds`, and refetched
 for an unknown `kid` at most once per `refetch_interval`.
 """
@@ -10,11 +11,11 @@ for an unknown `kid` at most once per `refetch_interval`.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cds_service.pipeline.fhir_access import LOOPBACK, FhirServerListError, FhirServerPolicy, is_loopback_host, normalize_base, policy_from_list
 
 log = logging.getLogger("cds_service.http.auth")
 
@@ -32,17 +35,6 @@ FETCH_TIMEOUT_SECONDS = 3.0
 
 class TrustedClientsError(ValueError):
     """The trusted-clients configuration is missing or wrong: the service refuses to start."""
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_fetch_url(url: str) -> str:
@@ -80,6 +72,10 @@ class ClientConfig(BaseModel):
     jwks_file: Path | None = Field(None, description="path of a JWKS file (relative to the config file)")
     jwks_url: str | None = Field(None, description="URL of the client's JWKS (https); counts as allow-listed")
     jku_allow: list[str] = Field(default_factory=list, description="`jku` header values that may be fetched")
+    fhir_servers: list[str] = Field(
+        default_factory=list,
+        description="base URLs of this client's FHIR servers: the only `fhirServer` values the service fetches from for it",
+    )
 
     @field_validator("jwks")
     @classmethod
@@ -95,6 +91,14 @@ class ClientConfig(BaseModel):
     @classmethod
     def _jkus(cls, value: list[str]) -> list[str]:
         return [_check_fetch_url(url) for url in value]
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _fhir_servers(cls, value: list[str]) -> list[str]:
+        try:
+            return [url if url.strip() == LOOPBACK else normalize_base(url) for url in value]
+        except FhirServerListError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _has_keys(self) -> "ClientConfig":
@@ -120,6 +124,11 @@ class TrustedClient:
     @property
     def iss(self) -> str:
         return self.config.iss
+
+    @cached_property
+    def fhir_servers(self) -> FhirServerPolicy:
+        """The FHIR servers the service may fetch from for this client."""
+        return policy_from_list(self.config.fhir_servers, f"fhir_servers of issuer {self.iss} in CDS_TRUSTED_CLIENTS")
 
     @property
     def fetchable_urls(self) -> set[str]:

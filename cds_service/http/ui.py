@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from cds_service.errors import BadRequest
 from cds_service.hooks import HOOKS
+from cds_service.http.auth import fhir_servers_for
 from cds_service.tooling.offline import (
     EXAMPLES_DIR,
     InputError,
@@ -106,7 +107,10 @@ async def evaluate(body: UIEvaluate, request: Request) -> dict[str, Any]:
         else:
             raise InputError("choose an example or paste a Bundle")
         raw = as_request(document, body.hook, body.patient or None, drafts)
-        evaluation = await answer_request(runtime, raw, profile=body.service or None, now=now or default_now or runtime.clock())
+        # the page has no verified caller: it may fetch only from the operator's CDS_FHIR_SERVERS
+        # (loopback servers by default in development mode)
+        servers = fhir_servers_for(None, None, runtime.settings)
+        evaluation = await answer_request(runtime, raw, profile=body.service or None, now=now or default_now or runtime.clock(), fhir_servers=servers)
     except InputError as exc:
         raise BadRequest(str(exc)) from exc
     runtime.decision_log.record_decision(evaluation)

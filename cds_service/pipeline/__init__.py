@@ -16,6 +16,7 @@ from cds_service.errors import BadRequest, EngineUnavailable
 from cds_service.hooks import CDSRequest
 from cds_service.ids import new_id
 from cds_service.pipeline.cards import build_cards
+from cds_service.pipeline.fhir_access import NOWHERE, FhirServerPolicy
 from cds_service.pipeline.prefetch import PrefetchData, draft_orders
 from cds_service.pipeline.services import Service
 from fhir_mappings import MappingInput, build_facts
@@ -29,7 +30,9 @@ class FhirSource(Protocol):
     (`prefetch.EhrSource`); tests pass their own.
     """
 
-    async def gather(self, request: CDSRequest) -> PrefetchData: ...
+    async def gather(self, request: CDSRequest, allowed: FhirServerPolicy) -> PrefetchData:
+        """The request's resources; a fetch goes only to a server `allowed` allows."""
+        ...
 
 
 async def answer(
@@ -40,13 +43,17 @@ async def answer(
     *,
     now: datetime,
     base_url: str = "",
+    fhir_servers: FhirServerPolicy = NOWHERE,
 ) -> Evaluation:
     """One invocation: its data from `source`, then facts, rules and cards, as of `now`.
+
+    `fhir_servers` are the FHIR servers this caller may have the service fetch from (none unless
+    the caller passes its policy; see fhir_access.py).
 
     Every invocation is evaluated from its own data: nothing is kept between requests. The
     rules run on the caller's thread.
     """
-    data = await source.gather(request)
+    data = await source.gather(request, fhir_servers)
     started = time.perf_counter()
     mapping_input = MappingInput(
         resources=data.resources,

@@ -22,6 +22,7 @@ from cds_service.errors import PrefetchFailed
 from cds_service.hooks import CDSRequest
 from cds_service.observability import metrics
 from cds_service.pipeline.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
+from cds_service.pipeline.fhir_access import NOWHERE, FhirServerPolicy
 from fhir_mappings.prefetch_keys import PATIENT_TOKEN, prefetch_templates
 
 log = logging.getLogger("cds_service.pipeline.prefetch")
@@ -118,11 +119,11 @@ class EhrSource:
 
     fhir: FhirServer
 
-    async def gather(self, request: CDSRequest) -> PrefetchData:
-        return await gather(request, self.fhir)
+    async def gather(self, request: CDSRequest, allowed: FhirServerPolicy) -> PrefetchData:
+        return await gather(request, self.fhir, allowed)
 
 
-async def gather(request: CDSRequest, fhir: FhirServer) -> PrefetchData:
+async def gather(request: CDSRequest, fhir: FhirServer, allowed: FhirServerPolicy = NOWHERE) -> PrefetchData:
     """All the data of one request: `prefetch`, then `fhirServer` for the keys that are absent.
 
     Every key of the templates is needed (the rules read all of them), so a key that can be
@@ -135,7 +136,7 @@ async def gather(request: CDSRequest, fhir: FhirServer) -> PrefetchData:
     missing = sorted(data.missing_keys)
     if not request.fhirServer:
         raise _failed([Failure(k, "no-fhir-server", "absent from prefetch and no fhirServer to fetch it from") for k in missing], host=None)
-    fetched = await fetch_keys(request, fhir, {k: templates[k] for k in missing})
+    fetched = await fetch_keys(request, fhir, {k: templates[k] for k in missing}, allowed)
     merged = dict(request.prefetch or {})
     merged.update(fetched)
     result = collect_values(merged, templates)
@@ -143,13 +144,18 @@ async def gather(request: CDSRequest, fhir: FhirServer) -> PrefetchData:
     return result
 
 
-async def fetch_keys(request: CDSRequest, fhir: FhirServer, queries: Mapping[str, str]) -> dict[str, Any]:
-    """Fetch each key's query from `fhirServer`, concurrently, within the total time budget."""
+async def fetch_keys(request: CDSRequest, fhir: FhirServer, queries: Mapping[str, str], allowed: FhirServerPolicy) -> dict[str, Any]:
+    """Fetch each key's query from `fhirServer`, concurrently, within the total time budget; only
+    from a server `allowed` allows."""
     settings = fhir.settings
     try:
         base = base_url(request.fhirServer or "")
     except FetchError as exc:
         raise _failed([Failure(k, exc.reason, exc.message) for k in queries], host=None) from None
+    if not allowed.allows(str(base)):
+        # Nothing is sent anywhere: not a connection, not the EHR's token (fhir_access.py).
+        message = f"absent from prefetch, and fhirServer is not a FHIR server this caller may use (see {allowed.setting})"
+        raise _failed([Failure(k, "fhir-server-not-allowed", message) for k in queries], host=None)
     origin = Origin.of(base)
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     client = fhir.client()

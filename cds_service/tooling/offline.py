@@ -24,6 +24,7 @@ from cds_service.decision import Evaluation
 from cds_service.errors import BadRequest, PrefetchFailed
 from cds_service.hooks import HOOKS, CDSRequest
 from cds_service.pipeline import FhirSource
+from cds_service.pipeline.fhir_access import OPERATOR, FhirServerPolicy
 from cds_service.pipeline.fhir_client import FhirServer
 from cds_service.pipeline.prefetch import EhrSource
 from cds_service.pipeline.services import Service
@@ -239,18 +240,27 @@ def validate_request(raw: dict[str, Any]) -> CDSRequest:
 
 
 async def answer_request(
-    runtime: Runtime, raw: dict[str, Any], *, profile: str | None = None, now: datetime | None = None, source: FhirSource | None = None
+    runtime: Runtime,
+    raw: dict[str, Any],
+    *,
+    profile: str | None = None,
+    now: datetime | None = None,
+    source: FhirSource | None = None,
+    fhir_servers: FhirServerPolicy = OPERATOR,
 ) -> Evaluation:
     """`pipeline.answer` on a CDS Hooks request, as the HTTP route runs it, for the CLI and the test page.
 
     Prefetch keys that are absent are fetched from `fhirServer` as the service does (`source`:
-    the runtime's own by default); where the service would answer 400 or 412 this raises
-    InputError with the same reasons.
+    the runtime's own by default), from any server for the operator's own tools (`fhir_servers`;
+    the test page passes the HTTP caller's); where the service would answer 400 or 412 this
+    raises InputError with the same reasons.
     """
     request = validate_request(raw)
     service = service_for(runtime, request.hook, profile)
     try:
-        return await pipeline.answer(request, service, runtime.engines[service.profile], source or runtime.source, now=now or runtime.clock())
+        return await pipeline.answer(
+            request, service, runtime.engines[service.profile], source or runtime.source, now=now or runtime.clock(), fhir_servers=fhir_servers
+        )
     except BadRequest as exc:
         raise InputError(f"the service rejected the request: {exc.detail}") from exc
     except PrefetchFailed as exc:
