@@ -6,8 +6,9 @@ For every request it
   unauthenticated caller cannot make the service read or parse a body (401; the routes' `Caller`
   dependency returns the claims verified here);
 - refuses, before the application reads anything, a body over `max_bytes` (declared or streamed:
-  413), JSON nested deeper than `max_depth` (400) and more than `max_entries` Bundle entries
-  (413), with the service's JSON error body;
+  413, after reading and dropping the rest of the body so that any client can read it), JSON
+  nested deeper than `max_depth` (400) and more than `max_entries` Bundle entries (413), with the
+  service's JSON error body;
 - adds the security headers (no sniffing, no referrer, no framing, a CSP, HSTS over https) and
   `Cache-Control: no-store` except under /static;
 - answers anything the application or this layer lets out with a JSON 500 that names no patient
@@ -42,6 +43,7 @@ log = logging.getLogger("cds_service.access")
 INTERNAL = (500, "internal-error", "the service could not answer; the error was logged")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+DRAIN_FACTOR = 4
 
 API_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -101,6 +103,8 @@ class RequestGuard:
         self.app = app
         self.verifier = verifier
         self.max_bytes = max_bytes
+        self.drain_bytes = DRAIN_FACTOR * max_bytes
+        """How much of an over-limit body is read and dropped so that the client can read the 413."""
         self.max_depth = max_depth
         self.max_entries = max_entries
         self.services = services
@@ -164,7 +168,8 @@ class RequestGuard:
         """The request's `receive`, with its body read, checked and replayed; None when refused."""
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+            # Refused before anything is kept; what was sent is read and dropped so the client reads the 413.
+            await self._too_large(send, receive, already=0, declared=int(declared))
             return None
         if scope.get("method") not in BODY_METHODS:  # no route reads a body on other methods
             return receive
@@ -176,8 +181,9 @@ class RequestGuard:
                 return _replay(None, message, receive)
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_bytes:
-                await self._too_large(send)
+            if received > self.max_bytes:  # a chunked body is cut here
+                chunks.clear()
+                await self._too_large(send, receive, already=received, declared=None, more=message.get("more_body", False))
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -189,8 +195,24 @@ class RequestGuard:
             return None
         return _replay(body, None, receive)
 
-    async def _too_large(self, send: Send) -> None:
-        await send_json_error(send, 413, "payload-too-large", f"request body over {self.max_bytes} bytes")
+    async def _too_large(self, send: Send, receive: Receive, *, already: int, declared: int | None, more: bool = True) -> None:
+        """413, readable by clients that send the whole body before reading the answer.
+
+        Such clients (urllib, requests, Java's HttpClient) see a reset instead of the answer when
+        the server closes with body bytes unread. So the rest of the body is read and dropped,
+        up to `drain_bytes` in all (a body declared larger is answered at once), and the
+        connection is closed after the answer.
+        """
+        if more and (declared is None or declared <= self.drain_bytes):
+            drained = already
+            while drained <= self.drain_bytes:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away: nobody to answer
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        await send_json_error(send, 413, "payload-too-large", f"request body over {self.max_bytes} bytes", [(b"connection", b"close")])
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None)
