@@ -53,3 +53,10 @@ class EngineUnavailable(CDSError):
 
     status_code = 503
     code = "engine-unavailable"
+
+
+class ReplayCheckUnavailable(CDSError):
+    """The database that holds the seen JWT ids cannot be reached: no token is accepted (503)."""
+
+    status_code = 503
+    code = "replay-check-unavailable"

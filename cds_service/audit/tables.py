@@ -4,6 +4,7 @@
 - `decision_cards`: the cards of a decision, indexed by card uuid so feedback finds its decision.
 - `decision_rules`: the fired rules of a decision with the (banded) facts each matched.
 - `feedback`: one row per feedback item, linked to its decision when the card uuid is known.
+- `seen_tokens`: the JWT ids accepted so far (the replay check shared by every worker and replica).
 """
 
 from __future__ import annotations
@@ -98,4 +99,15 @@ feedback = Table(
     Index("ix_feedback_card_uuid", "card_uuid"),
     Index("ix_feedback_received_at", "received_at"),
     Index("ix_feedback_decision_id", "decision_id"),
+)
+
+seen_tokens = Table(
+    "seen_tokens",
+    metadata,
+    # a client JWT's `iss` and `jti`: each pair is accepted once, by whichever process sees it first
+    Column("issuer", String(512), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    # when the token (plus the clock skew allowed) expires; rows past it are pruned
+    Column("expires_at", Float, nullable=False),
+    Index("ix_seen_tokens_expires_at", "expires_at"),
 )

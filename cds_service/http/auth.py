@@ -10,21 +10,22 @@ token itself).
 
 from __future__ import annotations
 
-import heapq
+import asyncio
 import logging
 import re
 import time
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, Callable
 
 import jwt
 from fastapi import Depends, Request
 
-from cds_service.errors import Unauthorized
+from cds_service.audit.seen_tokens import SeenTokens
+from cds_service.errors import ReplayCheckUnavailable, Unauthorized
 from cds_service.http.trusted_clients import KeyStore, TrustedClient, TrustedClientsError, load_trusted_clients
-from cds_service.pipeline.fhir_access import NOWHERE, FhirServerListError, FhirServerPolicy, is_loopback_host, parse_list, policy_from_list
 from cds_service.observability import metrics
+from cds_service.pipeline.fhir_access import NOWHERE, FhirServerListError, FhirServerPolicy, is_loopback_host, parse_list, policy_from_list
 from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service.http.auth")
@@ -34,8 +35,7 @@ EC_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_LIFETIME_SECONDS = 3600
-"""Tokens valid for longer are refused: CDS Hooks asks for minutes, and it bounds the replay cache."""
-REPLAY_CACHE_MAX = 200_000
+"""Tokens valid for longer are refused: CDS Hooks asks for minutes, and it bounds the replay table."""
 
 CHALLENGE = 'Bearer realm="cds-hooks"'
 
@@ -60,51 +60,14 @@ class AuthFailure(Unauthorized):
         self.reason = reason
 
 
-class ReplayCache:
-    """Seen `jti`s per issuer until their token expires. In-memory: one process only.
-
-    Several replicas or workers need a shared cache (e.g. Redis SET NX with expiry) for the
-    replay check to hold across them; see docs/security.md.
-    """
-
-    def __init__(self, max_entries: int = REPLAY_CACHE_MAX, clock: Callable[[], float] = time.time) -> None:
-        self.max_entries = max_entries
-        self.clock = clock
-        self._expiry: dict[tuple[str, str], float] = {}
-        self._heap: list[tuple[float, tuple[str, str]]] = []
-
-    def __len__(self) -> int:
-        return len(self._expiry)
-
-    def add_if_new(self, iss: str, jti: str, expires_at: float) -> bool:
-        """Remember the jti; False when it was already seen and has not expired."""
-        now = self.clock()
-        self._purge(now)
-        key = (iss, jti)
-        if key in self._expiry:
-            return False
-        while len(self._expiry) >= self.max_entries:
-            _, oldest = heapq.heappop(self._heap)
-            if self._expiry.pop(oldest, None) is not None:
-                log.warning("replay cache full: evicted the entry closest to expiry")
-        self._expiry[key] = expires_at
-        heapq.heappush(self._heap, (expires_at, key))
-        return True
-
-    def _purge(self, now: float) -> None:
-        while self._heap and self._heap[0][0] <= now:
-            expires_at, key = heapq.heappop(self._heap)
-            if self._expiry.get(key) == expires_at:
-                del self._expiry[key]
-
-
 @dataclass
 class JWTVerifier:
     """Verifies CDS Hooks client JWTs against the trusted clients."""
 
     clients: dict[str, TrustedClient]
     keys: KeyStore
-    replay: ReplayCache
+    replay: SeenTokens
+    """The JWT ids accepted so far, shared by every process on the decision log's database."""
     skew: int
     clock: Callable[[], float] = time.time
 
@@ -149,16 +112,21 @@ class JWTVerifier:
             raise AuthFailure(NOT_ACCEPTED, f"missing claim {exc.claim} (iss {iss})") from None
         except jwt.PyJWTError as exc:
             raise AuthFailure(NOT_ACCEPTED, f"{type(exc).__name__} (iss {iss})") from None
-        return self._check_lifetime_and_replay(verified, iss)
+        return await self._check_lifetime_and_replay(verified, iss)
 
-    def _check_lifetime_and_replay(self, claims: dict[str, Any], iss: str) -> dict[str, Any]:
+    async def _check_lifetime_and_replay(self, claims: dict[str, Any], iss: str) -> dict[str, Any]:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise AuthFailure(NOT_ACCEPTED, f"unusable jti (iss {iss})")
         exp, iat = float(claims["exp"]), float(claims["iat"])
         if exp - iat > MAX_LIFETIME_SECONDS:
             raise AuthFailure(NOT_ACCEPTED, f"token lifetime over {MAX_LIFETIME_SECONDS}s (iss {iss})")
-        if not self.replay.add_if_new(iss, jti, exp + self.skew):
+        try:
+            new = await asyncio.to_thread(self.replay.add_if_new, iss, jti, exp + self.skew)
+        except Exception as exc:  # the database is away: a replay cannot be ruled out, so no answer
+            log.error("replay check unavailable (%s)", type(exc).__name__)
+            raise ReplayCheckUnavailable("the token could not be checked against replays; try again") from None
+        if not new:
             raise AuthFailure(REPLAYED, f"replayed jti (iss {iss})")
         return claims
 
@@ -220,7 +188,7 @@ def build_verifier(settings: Settings) -> JWTVerifier | None:
             "CDS_PUBLIC_URL is not set: the JWT audience is checked against the URL each request names "
             "(its Host header); set CDS_PUBLIC_URL in production"
         )
-    return JWTVerifier(clients, KeyStore(clients, ttl=settings.jwks_cache_seconds), ReplayCache(), settings.jwt_clock_skew_seconds)
+    return JWTVerifier(clients, KeyStore(clients, ttl=settings.jwks_cache_seconds), SeenTokens(settings.database_url), settings.jwt_clock_skew_seconds)
 
 
 def expected_audience(request: Request, settings: Settings) -> str:

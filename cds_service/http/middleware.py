@@ -32,6 +32,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cds_service.errors import CDSError
 from cds_service.http.auth import CHALLENGE, CLAIMS_KEY, PROTECTED, AuthFailure, JWTVerifier, verify_request
 from cds_service.http.limits import body_problem, send_json_error
 from cds_service.ids import new_request_id
@@ -161,6 +162,9 @@ class RequestGuard:
             scope[CLAIMS_KEY] = await verify_request(Request(scope), self.verifier)
         except AuthFailure as exc:
             await send_json_error(send, exc.status_code, exc.code, str(exc.detail), [(b"www-authenticate", CHALLENGE.encode())])
+            return False
+        except CDSError as exc:  # the replay check's database is away (503)
+            await send_json_error(send, exc.status_code, exc.code, str(exc.detail))
             return False
         return True
 

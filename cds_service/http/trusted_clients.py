@@ -24,7 +24,14 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cds_service.pipeline.fhir_access import LOOPBACK, FhirServerListError, FhirServerPolicy, is_loopback_host, normalize_base, policy_from_list
+from cds_service.pipeline.fhir_access import (
+    LOOPBACK,
+    FhirServerListError,
+    FhirServerPolicy,
+    is_loopback_host,
+    normalize_base,
+    policy_from_list,
+)
 
 log = logging.getLogger("cds_service.http.auth")
 

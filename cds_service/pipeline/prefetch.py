@@ -21,8 +21,8 @@ import httpx
 from cds_service.errors import PrefetchFailed
 from cds_service.hooks import CDSRequest
 from cds_service.observability import metrics
-from cds_service.pipeline.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
 from cds_service.pipeline.fhir_access import NOWHERE, FhirServerPolicy
+from cds_service.pipeline.fhir_client import EntryBudget, FetchError, FhirClient, FhirServer, Origin, base_url
 from fhir_mappings.prefetch_keys import PATIENT_TOKEN, prefetch_templates
 
 log = logging.getLogger("cds_service.pipeline.prefetch")
