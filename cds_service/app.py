@@ -19,6 +19,7 @@ from cds_service import __version__
 from cds_service.errors import CDSError, Unauthorized
 from cds_service.http import catalog, ops, routes, ui
 from cds_service.http.auth import CHALLENGE, build_verifier
+from cds_service.http.limits import BodyLimits
 from cds_service.http.middleware import RequestGuard
 from cds_service.observability.logging import configure_logging
 from cds_service.runtime import build_runtime
@@ -100,8 +101,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestGuard,
         max_bytes=settings.max_body_bytes,
-        max_depth=settings.max_json_depth,
-        max_entries=settings.max_bundle_entries,
+        limits=BodyLimits(
+            max_depth=settings.max_json_depth,
+            max_entries=settings.max_bundle_entries,
+            max_array_items=settings.max_array_items,
+            max_string_chars=settings.max_string_chars,
+            max_resource_elements=settings.max_resource_elements,
+        ),
+        offload_bytes=settings.offload_bytes,
         services=set(runtime.services),
         verifier=verifier,
         hsts=(settings.public_url or "").startswith("https://"),

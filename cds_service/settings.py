@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(5 * 1024 * 1024, description="requests larger than this get 413")
     max_json_depth: int = 64
     max_bundle_entries: int = 5000
+    max_array_items: int = Field(10_000, description="longest array in a request (a Bundle's entry excepted)")
+    max_string_chars: int = Field(1_048_576, description="longest string in a request")
+    max_resource_elements: int = Field(50_000, description="most JSON values in one resource")
+    offload_bytes: int = Field(
+        64 * 1024, description="a request body at least this large is evaluated on a worker thread, so the event loop keeps serving"
+    )
 
     fhir_servers: str | None = Field(
         None,

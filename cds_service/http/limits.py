@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -79,11 +80,29 @@ def bundle_entries(request: Any) -> int:
     return count
 
 
-def body_problem(body: bytes, max_depth: int, max_entries: int) -> tuple[int, str, str] | None:
+@dataclass(frozen=True)
+class BodyLimits:
+    """What one request may hold (docs/security.md): each bounds the work a request can cause."""
+
+    max_depth: int
+    max_entries: int
+    max_array_items: int
+    max_string_chars: int
+    max_resource_elements: int
+
+    @property
+    def walk_from(self) -> int:
+        """Bodies shorter than this cannot exceed the per-resource limits (an array item or an
+        element takes at least two bytes, a character at least one), so they are not walked."""
+        return min(2 * self.max_array_items, 2 * self.max_resource_elements, self.max_string_chars)
+
+
+def body_problem(body: bytes, limits: BodyLimits) -> tuple[int, str, str] | None:
     """Why a JSON body is refused (status, code, detail), or None. A body that is not JSON passes:
     the route answers it with its own 400."""
     if not body.strip():
         return None
+    max_depth = limits.max_depth
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -93,6 +112,43 @@ def body_problem(body: bytes, max_depth: int, max_entries: int) -> tuple[int, st
         return None
     if json_depth(body) > max_depth:
         return 400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"
-    if bundle_entries(value) > max_entries:
-        return 413, "too-many-entries", f"more than {max_entries} Bundle entries in one request"
+    if bundle_entries(value) > limits.max_entries:
+        return 413, "too-many-entries", f"more than {limits.max_entries} Bundle entries in one request"
+    if len(body) >= limits.walk_from:
+        return resource_problem(value, limits)
+    return None
+
+
+def resource_problem(request: Any, limits: BodyLimits) -> tuple[int, str, str] | None:
+    """The first per-resource limit the request breaks: an array longer than `max_array_items`
+    (a Bundle's `entry` excepted: `max_entries` bounds it), a string longer than
+    `max_string_chars`, or a resource (each Bundle entry, each single resource) with more than
+    `max_resource_elements` JSON values. One walk over the parsed body, children before siblings."""
+    max_items, max_chars, max_elements = limits.max_array_items, limits.max_string_chars, limits.max_resource_elements
+    counts: list[int] = [0]  # index 0: whatever is outside any resource
+    stack: list[tuple[Any, int]] = [(request, 0)]
+    while stack:
+        value, owner = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            if isinstance(value.get("resourceType"), str):
+                counts.append(0)
+                owner = len(counts) - 1
+            entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+            if not isinstance(entries, list):
+                entries = None
+            for member in value.values():
+                if entries is not None and member is entries:
+                    stack.extend((entry, 0) for entry in member)  # counted by max_entries, each entry a resource of its own
+                else:
+                    stack.append((member, owner))
+        elif kind is list:
+            if len(value) > max_items:
+                return 413, "array-too-long", f"an array of more than {max_items} items (CDS_MAX_ARRAY_ITEMS)"
+            stack.extend((item, owner) for item in value)
+        elif kind is str and len(value) > max_chars:
+            return 413, "string-too-long", f"a string of more than {max_chars} characters (CDS_MAX_STRING_CHARS)"
+        counts[owner] += 1
+        if owner and counts[owner] > max_elements:
+            return 413, "resource-too-large", f"a resource with more than {max_elements} elements (CDS_MAX_RESOURCE_ELEMENTS)"
     return None

@@ -6,9 +6,9 @@ For every request it
   unauthenticated caller cannot make the service read or parse a body (401; the routes' `Caller`
   dependency returns the claims verified here);
 - refuses, before the application reads anything, a body over `max_bytes` (declared or streamed:
-  413, after reading and dropping the rest of the body so that any client can read it), JSON
-  nested deeper than `max_depth` (400) and more than `max_entries` Bundle entries (413), with the
-  service's JSON error body;
+  413, after reading and dropping the rest of the body so that any client can read it), and one
+  that breaks a `BodyLimits` limit (depth 400; Bundle entries, array items, string size, elements
+  per resource 413), with the service's JSON error body;
 - adds the security headers (no sniffing, no referrer, no framing, a CSP, HSTS over https) and
   `Cache-Control: no-store` except under /static;
 - answers anything the application or this layer lets out with a JSON 500 that names no patient
@@ -23,6 +23,7 @@ its 401, 413 and 500 too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -34,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service.errors import CDSError
 from cds_service.http.auth import CHALLENGE, CLAIMS_KEY, PROTECTED, AuthFailure, JWTVerifier, verify_request
-from cds_service.http.limits import body_problem, send_json_error
+from cds_service.http.limits import BodyLimits, body_problem, send_json_error
 from cds_service.ids import new_request_id
 from cds_service.observability import metrics
 from cds_service.observability.logging import close_context, current_context, open_context
@@ -45,6 +46,8 @@ INTERNAL = (500, "internal-error", "the service could not answer; the error was 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 DRAIN_FACTOR = 4
+BODY_SIZE_KEY = "cds.body_bytes"
+"""Where the guard leaves the size of the body it read (ASGI scope): a large one is answered off the event loop."""
 
 API_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -95,8 +98,8 @@ class RequestGuard:
         app: ASGIApp,
         *,
         max_bytes: int,
-        max_depth: int,
-        max_entries: int,
+        limits: BodyLimits,
+        offload_bytes: int,
         services: set[str],
         verifier: JWTVerifier | None = None,
         hsts: bool = False,
@@ -106,8 +109,8 @@ class RequestGuard:
         self.max_bytes = max_bytes
         self.drain_bytes = DRAIN_FACTOR * max_bytes
         """How much of an over-limit body is read and dropped so that the client can read the 413."""
-        self.max_depth = max_depth
-        self.max_entries = max_entries
+        self.limits = limits
+        self.offload_bytes = offload_bytes
         self.services = services
         self._api_headers = security_headers(API_CSP, hsts)
         self._docs_headers = security_headers(DOCS_CSP, hsts)
@@ -193,10 +196,14 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = body_problem(body, self.max_depth, self.max_entries)
+        if len(body) >= self.offload_bytes:  # a large body is checked on a worker thread: the loop keeps serving
+            problem = await asyncio.to_thread(body_problem, body, self.limits)
+        else:
+            problem = body_problem(body, self.limits)
         if problem is not None:
             await send_json_error(send, *problem)
             return None
+        scope[BODY_SIZE_KEY] = len(body)
         return _replay(body, None, receive)
 
     async def _too_large(self, send: Send, receive: Receive, *, already: int, declared: int | None, more: bool = True) -> None:

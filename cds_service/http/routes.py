@@ -12,6 +12,7 @@ from cds_service import pipeline
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.hooks import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
 from cds_service.http.auth import Caller, fhir_servers_for
+from cds_service.http.middleware import BODY_SIZE_KEY
 from cds_service.ids import new_id
 from cds_service.observability import metrics
 from cds_service.observability.logging import bind
@@ -74,6 +75,7 @@ async def invoke(service_id: str, body: CDSRequest, caller: Caller, request: Req
             now=runtime.clock(),
             base_url=runtime.public_base(request),
             fhir_servers=fhir_servers_for(caller, request.app.state.verifier, runtime.settings),
+            offload=request.scope.get(BODY_SIZE_KEY, 0) >= runtime.settings.offload_bytes,
         )
     except CDSError as exc:
         metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()

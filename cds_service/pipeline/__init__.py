@@ -6,6 +6,7 @@ with the `FhirSource` it wants (the EHR's prefetch and FHIR server, or a test's 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Protocol
@@ -44,6 +45,7 @@ async def answer(
     now: datetime,
     base_url: str = "",
     fhir_servers: FhirServerPolicy = NOWHERE,
+    offload: bool = False,
 ) -> Evaluation:
     """One invocation: its data from `source`, then facts, rules and cards, as of `now`.
 
@@ -51,9 +53,17 @@ async def answer(
     the caller passes its policy; see fhir_access.py).
 
     Every invocation is evaluated from its own data: nothing is kept between requests. The
-    rules run on the caller's thread.
+    evaluation runs on the caller's thread, or with `offload` (a large request) on a worker
+    thread, so that the event loop goes on serving other requests meanwhile.
     """
     data = await source.gather(request, fhir_servers)
+    if offload:
+        return await asyncio.to_thread(decide, request, service, engine, data, now, base_url)
+    return decide(request, service, engine, data, now, base_url)
+
+
+def decide(request: CDSRequest, service: Service, engine: RuleEngine, data: PrefetchData, now: datetime, base_url: str) -> Evaluation:
+    """Facts, rules and cards for data already gathered: CPU only, no I/O."""
     started = time.perf_counter()
     mapping_input = MappingInput(
         resources=data.resources,
