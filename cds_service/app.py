@@ -28,16 +28,33 @@ from cds_service.settings import Settings, get_settings
 log = logging.getLogger("cds_service")
 
 
-def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "detail": detail}, headers=headers)
+def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "detail": detail, **extra}, headers=headers)
 
 
 HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
 
 
-def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _fields(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Where and what, without echoing the client's values back (they may be patient data)."""
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+
+
+def _validation_sentence(request: Request, fields: list[dict[str, Any]]) -> str:
+    """One sentence for a request FastAPI could not read: the content type, the JSON, or the first field at fault."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_json = content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json"))
+    if not is_json and any(f["loc"] == ["body"] for f in fields):
+        sent = f"Content-Type {content_type}" if content_type else "no Content-Type"
+        return f"the body was sent with {sent}: send it as JSON with Content-Type: application/json"
+    first = fields[0] if fields else {"loc": [], "msg": "not a valid request", "type": ""}
+    if first["type"] == "json_invalid":
+        return "the body is not valid JSON; send the request as one JSON object"
+    if first["loc"] == ["body"]:
+        return "the body is empty; send the request as one JSON object" if first["type"] == "missing" else "the body must be one JSON object"
+    where = ".".join(str(part) for part in first["loc"][1:] if part != "body") or "the body"
+    more = f" ({len(fields) - 1} more under fields)" if len(fields) > 1 else ""
+    return f"{where}: {first['msg'][:1].lower()}{first['msg'][1:]}{more}"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -83,11 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The one place an exception becomes an HTTP answer (anything else is RequestGuard's 500)."""
         if isinstance(exc, CDSError):
             headers = {"WWW-Authenticate": CHALLENGE} if isinstance(exc, Unauthorized) else None
-            return _error(exc.status_code, exc.code, exc.detail, headers)
+            return _error(exc.status_code, exc.code, str(exc.detail), headers, **exc.extra)
         if isinstance(exc, RequestValidationError):
-            return _error(400, "invalid-request", _validation_detail(exc))
+            fields = _fields(exc)
+            return _error(400, "invalid-request", _validation_sentence(request, fields), fields=fields)
         assert isinstance(exc, StarletteHTTPException)
-        return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "http-error"), exc.detail, dict(exc.headers) if exc.headers else None)
+        return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "http-error"), str(exc.detail), dict(exc.headers) if exc.headers else None)
 
     for handled in (CDSError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(handled, error_answer)
@@ -109,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_resource_elements=settings.max_resource_elements,
         ),
         offload_bytes=settings.offload_bytes,
+        offload=runtime.offload,
         services=set(runtime.services),
         verifier=verifier,
         hsts=(settings.public_url or "").startswith("https://"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -36,6 +37,10 @@ class Runtime:
     engine_note: str | None = None
     catalog: Any = None
     """The rule catalog, built on first use by the /rules/catalog route (a pure function of the rule files)."""
+    offload: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="cds-large-requests"))
+    """The one thread large requests are checked and evaluated on, off the event loop. One, not
+    several: CPU-bound Python threads only contend for the interpreter lock, and queued large
+    requests then slow everything down."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     """"Now" for every evaluation: the request time. Tests and demos replace it."""
 
@@ -62,7 +67,7 @@ def build_runtime(settings: Settings) -> Runtime:
         log.warning(note)
     load_card_texts()  # a broken rules/cards.yaml stops start-up, like a broken rule file
     engines = build_engines(rulesets, engine_name)
-    services = build_services(rulesets, settings.enabled_services)
+    services = build_services(rulesets, settings.enabled_services, settings.profile_names)
     log.info("rules loaded", extra={"engine": engine_name, "profiles": sorted(rulesets), "services": len(services)})
     fhir = FhirServer(settings)
     return Runtime(settings, rulesets, engines, services, engine_name, DecisionLog(settings), fhir, EhrSource(fhir), note)

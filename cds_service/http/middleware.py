@@ -28,6 +28,7 @@ import logging
 import re
 import time
 import traceback
+from concurrent.futures import Executor
 from typing import Any
 
 from starlette.requests import Request
@@ -100,6 +101,7 @@ class RequestGuard:
         max_bytes: int,
         limits: BodyLimits,
         offload_bytes: int,
+        offload: Executor | None = None,
         services: set[str],
         verifier: JWTVerifier | None = None,
         hsts: bool = False,
@@ -111,6 +113,7 @@ class RequestGuard:
         """How much of an over-limit body is read and dropped so that the client can read the 413."""
         self.limits = limits
         self.offload_bytes = offload_bytes
+        self.offload = offload
         self.services = services
         self._api_headers = security_headers(API_CSP, hsts)
         self._docs_headers = security_headers(DOCS_CSP, hsts)
@@ -196,8 +199,8 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if len(body) >= self.offload_bytes:  # a large body is checked on a worker thread: the loop keeps serving
-            problem = await asyncio.to_thread(body_problem, body, self.limits)
+        if len(body) >= self.offload_bytes and self.offload is not None:  # checked off the loop: the loop keeps serving
+            problem = await asyncio.get_running_loop().run_in_executor(self.offload, body_problem, body, self.limits)
         else:
             problem = body_problem(body, self.limits)
         if problem is not None:

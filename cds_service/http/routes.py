@@ -75,7 +75,7 @@ async def invoke(service_id: str, body: CDSRequest, caller: Caller, request: Req
             now=runtime.clock(),
             base_url=runtime.public_base(request),
             fhir_servers=fhir_servers_for(caller, request.app.state.verifier, runtime.settings),
-            offload=request.scope.get(BODY_SIZE_KEY, 0) >= runtime.settings.offload_bytes,
+            offload=runtime.offload if request.scope.get(BODY_SIZE_KEY, 0) >= runtime.settings.offload_bytes else None,
         )
     except CDSError as exc:
         metrics.REQUESTS.labels(service_id, str(exc.status_code)).inc()
@@ -89,7 +89,7 @@ async def invoke(service_id: str, body: CDSRequest, caller: Caller, request: Req
             patient_id=body.context.patientId,
             status=exc.status_code,
             error=exc.code,
-            detail=exc.detail,
+            detail={"detail": exc.detail, **exc.extra} if exc.extra else exc.detail,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         raise

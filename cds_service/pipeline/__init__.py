@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import Executor
 from datetime import datetime
 from typing import Protocol
 
@@ -45,7 +46,7 @@ async def answer(
     now: datetime,
     base_url: str = "",
     fhir_servers: FhirServerPolicy = NOWHERE,
-    offload: bool = False,
+    offload: Executor | None = None,
 ) -> Evaluation:
     """One invocation: its data from `source`, then facts, rules and cards, as of `now`.
 
@@ -53,12 +54,12 @@ async def answer(
     the caller passes its policy; see fhir_access.py).
 
     Every invocation is evaluated from its own data: nothing is kept between requests. The
-    evaluation runs on the caller's thread, or with `offload` (a large request) on a worker
-    thread, so that the event loop goes on serving other requests meanwhile.
+    evaluation runs on the caller's thread, or on `offload` (for a large request: the app's one
+    evaluation thread), so that the event loop goes on serving other requests meanwhile.
     """
     data = await source.gather(request, fhir_servers)
-    if offload:
-        return await asyncio.to_thread(decide, request, service, engine, data, now, base_url)
+    if offload is not None:
+        return await asyncio.get_running_loop().run_in_executor(offload, decide, request, service, engine, data, now, base_url)
     return decide(request, service, engine, data, now, base_url)
 
 
