@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 
 class CDSError(Exception):
-    """Base: an answer other than 200, with a JSON body `{"error": code, "detail": ...}`."""
+    """Base: an answer other than 200, with a JSON body `{"error": code, "detail": sentence, ...extra}`.
+
+    `detail` is always one sentence saying what to fix; what is itemised (the prefetch keys that
+    failed, the fields at fault) goes in `extra`, under its own key.
+    """
 
     status_code = 400
     code = "bad-request"
 
-    def __init__(self, detail: Any = None) -> None:
+    def __init__(self, detail: str = "", extra: Mapping[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.extra = dict(extra or {})
 
 
 class BadRequest(CDSError):

@@ -72,6 +72,7 @@ class Coding(BaseModel):
 class Source(BaseModel):
     label: str
     url: str | None = None
+    icon: str | None = Field(None, description="absolute URL of a 100x100 PNG shown beside the source")
     topic: Coding | None = None
 
 
@@ -161,4 +162,6 @@ class FeedbackReceipt(BaseModel):
 
 class ErrorBody(BaseModel):
     error: str = Field(..., description="short machine-readable code")
-    detail: Any = Field(None, description="what is wrong, for the developer of the client")
+    detail: str = Field(..., description="one sentence saying what is wrong and what to fix, for the developer of the client")
+    fields: list[dict[str, Any]] | None = Field(None, description="400: each field at fault, {loc, msg, type}, never its value")
+    failures: list[dict[str, str]] | None = Field(None, description="412: each prefetch key not obtained, {key, reason, message}")

@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     rule_engine: Literal["durable", "python"] | None = Field(
         None, description="python (the reference evaluator, default) or durable (durable-rules 2.0.28)"
     )
-    services: str | None = Field(None, description="comma-separated service ids to enable (default: all)")
+    profiles: str = Field(
+        "article",
+        description="comma-separated rule profiles whose services discovery lists and the service answers (one service per hook each)",
+    )
+    services: str | None = Field(None, description="comma-separated service ids to enable; when set it alone decides, whatever CDS_PROFILES says")
     rules_dir: Path | None = Field(None, description="override the rules directory (tests)")
 
     database_url: str = Field("sqlite:///./var/decisions.db", description="decision log database (SQLAlchemy URL)")
@@ -107,6 +111,10 @@ class Settings(BaseSettings):
         if not self.services:
             return None
         return {s.strip() for s in self.services.split(",") if s.strip()}
+
+    @property
+    def profile_names(self) -> list[str]:
+        return [p.strip() for p in self.profiles.split(",") if p.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -14,6 +14,9 @@ from cds_service.settings import Settings
 from cds_service.tooling.fixtures import DEFAULT_NOW
 
 
+pytest_plugins = ["tests.skip_summary"]
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "mode": "production",
@@ -21,6 +24,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "database_url": f"sqlite:///{tmp_path / 'decisions.db'}",
         # the suite's FHIR servers listen on loopback ports chosen at random
         "fhir_servers": "loopback",
+        # both profiles' services, as the profile tests call both
+        "profiles": "article,aasm-2024",
     }
     values.update(overrides)
     return Settings(**values)
@@ -81,3 +86,4 @@ def pytest_sessionfinish(session, exitstatus) -> None:
             for line in found[:20]:
                 reporter.write_line(line)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+

@@ -101,9 +101,12 @@ def test_example_renders_a_warning_card_with_its_trace(browser, server, tmp_path
     assert summary, "the card has a summary"
     # the summary is coloured by the indicator (warning: #b35c00), as the sandbox colours it
     assert card.find_element(By.CSS_SELECTOR, ".card__summary").value_of_css_property("color") == "rgba(179, 92, 0, 1)"
-    assert card.find_element(By.CSS_SELECTOR, ".card__source").text.startswith("Source:")
+    source = card.find_element(By.CSS_SELECTOR, ".card__source")
+    assert source.text.startswith("From ") and card.text.count("Source:") == 1, "one Source heading: the citations"
+    assert source.find_element(By.CSS_SELECTOR, "img.card__icon").get_attribute("src").endswith("/static/icon.png")
     trace = browser.find_element(By.ID, "trace").text
     assert "Fired rules" in trace and "escalate-iv-iron" in trace and "Silent rules" in trace
+    assert "needs " in trace and ", which does not hold" in trace, "an unmet condition reads as a need, not as a fact"
     browser.save_screenshot(str(tmp_path / "failed-oral-trial.png"))
     assert (tmp_path / "failed-oral-trial.png").stat().st_size > 10_000
 
@@ -115,6 +118,8 @@ def test_dismissing_a_card_posts_feedback(browser, server, tmp_path):
     wait = run_example(browser, server, "rls-low-ferritin")
     card = browser.find_element(By.CSS_SELECTOR, "#cards .card")
     assert card.get_attribute("data-outcome") == "start-oral-iron"
+    reason = card.find_element(By.CSS_SELECTOR, "select.override-reason")
+    assert reason.get_attribute("value") == "", "no reason is chosen for the clinician"
     card.find_element(By.CSS_SELECTOR, "button.dismiss").click()
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#cards .card .feedback"), "feedback recorded"))
     assert "card--dismissed" in card.get_attribute("class").split()

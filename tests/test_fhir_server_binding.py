@@ -95,9 +95,8 @@ def request_without_labs(fhir_server: str) -> dict[str, Any]:
 def refused(response: Any) -> list[dict[str, str]]:
     assert response.status_code == 412, response.text
     body = response.json()
-    assert body["error"] == "prefetch-failed"
-    detail = body["detail"]
-    return detail if isinstance(detail, list) else [detail]
+    assert body["error"] == "prefetch-failed" and isinstance(body["detail"], str)
+    return body["failures"]
 
 
 def served(tmp_path: Path, **settings: Any) -> TestClient:

@@ -54,8 +54,8 @@ def failed(response) -> list[dict[str, str]]:
     assert response.status_code == 412, response.text
     body = response.json()
     assert body["error"] == "prefetch-failed"
-    detail = body["detail"]
-    return detail if isinstance(detail, list) else [detail]
+    assert isinstance(body["detail"], str) and body["detail"].startswith("prefetch key")
+    return body["failures"]
 
 
 def failure_count(key: str, reason: str) -> float:

@@ -35,10 +35,13 @@ def post(client: TestClient, path: str, body: bytes, content_type: str | None = 
     return client.post(path, content=body, headers=headers)
 
 
-def invalid(response: Any) -> list[dict[str, Any]]:
+def invalid(response: Any, says: str = "") -> list[dict[str, Any]]:
+    """The fields at fault of a 400; its `detail` is always one sentence (containing `says`)."""
     assert response.status_code == 400, response.text
-    assert response.json()["error"] == "invalid-request"
-    return response.json()["detail"]
+    body = response.json()
+    assert body["error"] == "invalid-request"
+    assert isinstance(body["detail"], str) and says in body["detail"], body["detail"]
+    return body["fields"]
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "application/fhir+json", "Application/JSON"])
@@ -48,24 +51,24 @@ def test_json_media_types_are_read(client, content_type):
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"])
 def test_other_media_types_are_refused_without_reading_the_json(client, content_type):
-    detail = invalid(post(client, SERVICE, json.dumps(chart()).encode(), content_type))
+    detail = invalid(post(client, SERVICE, json.dumps(chart()).encode(), content_type), "send it as JSON with Content-Type: application/json")
     assert detail == [{"loc": ["body"], "msg": "Input should be a valid dictionary or object to extract fields from", "type": "model_attributes_type"}]
 
 
 def test_malformed_json_names_the_byte_where_it_breaks(client):
     raw = json.dumps(chart()).encode()
-    detail = invalid(post(client, SERVICE, raw[:-40]))
+    detail = invalid(post(client, SERVICE, raw[:-40]), "not valid JSON")
     assert detail[0]["type"] == "json_invalid" and detail[0]["loc"][0] == "body"
     assert 0 < detail[0]["loc"][1] <= len(raw) - 40
 
 
 def test_an_empty_body_is_missing(client):
-    assert invalid(post(client, SERVICE, b""))[0] == {"loc": ["body"], "msg": "Field required", "type": "missing"}
+    assert invalid(post(client, SERVICE, b""), "the body is empty")[0] == {"loc": ["body"], "msg": "Field required", "type": "missing"}
 
 
 @pytest.mark.parametrize("body", [b"[1]", b"null", b'"text"', b"42"])
 def test_a_body_that_is_not_an_object_is_refused(client, body):
-    assert [e["loc"] for e in invalid(post(client, SERVICE, body))] == [["body"]]
+    assert [e["loc"] for e in invalid(post(client, SERVICE, body), "one JSON object")] == [["body"]]
 
 
 def test_field_errors_are_located_and_never_echo_values(client):
@@ -74,7 +77,7 @@ def test_field_errors_are_located_and_never_echo_values(client):
     request["context"]["patientId"] = {"name": PATIENT_NAME}
     del request["hookInstance"]
     response = post(client, SERVICE, json.dumps(request).encode())
-    locations = {tuple(e["loc"]) for e in invalid(response)}
+    locations = {tuple(e["loc"]) for e in invalid(response, "(2 more under fields)")}
     assert locations == {("body", "hook"), ("body", "hookInstance"), ("body", "context", "patientId")}
     assert PATIENT_NAME not in response.text
 

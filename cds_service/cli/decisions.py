@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from cds_service.audit import Store
+from cds_service.cli.output import output_console
 from cds_service.settings import Settings
 
 DURATION = re.compile(r"^(\d+)([dh])$")
@@ -144,7 +145,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _dump(records[0] if len(records) == 1 else records)
             return
-        console = Console()
+        console = output_console()
         for record in records:
             render_decision(console, record)
 
@@ -176,7 +177,7 @@ def register(app: typer.Typer) -> None:
                 str(row["status"]) + (f" {row['error']}" if row.get("error") else ""),
                 ", ".join(o or "" for o in row["outcomes"]) or "-", ", ".join(row["fired"]) or "-",
             )
-        Console(width=200).print(table)
+        output_console().print(table)
 
     @decisions.command("purge")
     def purge(
@@ -211,8 +212,9 @@ def register(app: typer.Typer) -> None:
             _dump(data)
             return
         table = Table(title="Feedback per outcome" + (f" since {data['since']}" if data["since"] else ""), show_lines=True)
-        for column in ("outcome", "cards", "accepted", "overridden", "override rate", "override reasons"):
+        for column in ("outcome", "cards", "accepted", "overridden", "overridden / feedback", "override reasons"):
             table.add_column(column)
+        table.caption = "overridden / feedback: the share of the feedback received on this outcome's cards that overrode them (cards without feedback not counted)"
         rows = [*data["outcomes"], {**data["unlinked"], "outcome": "(unknown card uuid)", "cards": None, "override_rate": None}]
         for row in rows:
             if row["outcome"] == "(unknown card uuid)" and not row["feedback"]:
@@ -220,4 +222,4 @@ def register(app: typer.Typer) -> None:
             reasons = "\n".join(f"{r['count']} x {r['code'] or '(no reason)'}" + (f" ({r['display']})" if r.get("display") else "") for r in row["override_reasons"])
             rate = f"{row['override_rate']:.0%}" if row.get("override_rate") is not None else "-"
             table.add_row(row["outcome"], "-" if row["cards"] is None else str(row["cards"]), str(row["accepted"]), str(row["overridden"]), rate, reasons)
-        Console(width=160).print(table)
+        output_console().print(table)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cds_service.cli.output import output_console
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings
 from cds_service.tooling.offline import (
@@ -29,6 +30,15 @@ INDICATOR_STYLE = {"info": "blue", "warning": "yellow", "critical": "bold red"}
 def _facts_text(facts: dict[str, list[str]]) -> str:
     """`ferritin: Observation/obs-1` lines: which resources each matched fact came from."""
     return "\n".join(f"{fact}: {', '.join(sources) or '-'}" for fact, sources in facts.items()) or "-"
+
+
+SILENCING_REASONS = ("overridden by", "may be overridden", "data unknown")
+
+
+def why_silent(why: str) -> str:
+    """A silent rule's why as a reader takes it: a reason as it is, an unmet condition as a need
+    (`oral_iron.active is false` alone would read as a statement about the patient)."""
+    return why if why.startswith(SILENCING_REASONS) else f"needs {why}, which does not hold"
 
 
 def print_cards(console: Console, evaluation: Any) -> None:
@@ -69,11 +79,11 @@ def print_trace(console: Console, trace: dict[str, Any], facts: dict[str, dict[s
     for item in trace["fired"]:
         fired.add_row(item["rule"], item["outcome"], _facts_text(item.get("facts", {})))
     console.print(fired if trace["fired"] else "[bold]Fired rules[/bold]: none")
-    silent = Table(title="Silent rules (first unmet condition)", title_justify="left")
-    for column in ("rule", "why not"):
+    silent = Table(title="Silent rules", title_justify="left")
+    for column in ("rule", "why silent"):
         silent.add_column(column, overflow="fold")
     for item in trace["silent"]:
-        silent.add_row(item["rule"], str(item["why"]))
+        silent.add_row(item["rule"], why_silent(str(item["why"])))
     console.print(silent if trace["silent"] else "[bold]Silent rules[/bold]: none")
     excluded = Table(title="Excluded resources", title_justify="left")
     for column in ("resource", "reason"):
@@ -133,7 +143,7 @@ def register(app: typer.Typer) -> None:
                 body["facts"] = evaluation.facts.to_engine()
             typer.echo(json.dumps(body, indent=2))
             return
-        console = Console()
+        console = output_console()
         print_cards(console, evaluation)
         if explain:
             print_trace(console, evaluation.trace(), evaluation.facts.to_engine())

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cds_service.cli.output import output_console
 from cds_service.engine.ruleset import load_all_rulesets
 from cds_service.runtime import build_runtime
 from cds_service.settings import Settings
@@ -43,7 +43,7 @@ def list_examples(
             # Show the other profiles only where they differ from the article's answer.
             cells = [cells[0]] + [c if p in example.expected else "=" for p, c in zip(profiles[1:], cells[1:])]
         table.add_row(example.file.name, example.hook, example.title, *cells)
-    console = Console()
+    console = output_console()
     console.print(table)
     console.print(f"Every example is evaluated as of its `now` in examples/manifest.yaml (all: {examples[0].now.date()}).")
 
@@ -87,7 +87,7 @@ def check_examples(
             table.add_row(example.name, ", ".join(expected) or "-", ", ".join(got) or "-", "[green]ok[/green]" if ok else "[red]DIFFERS[/red]")
     finally:
         runtime.close()
-    Console().print(table)
+    output_console().print(table)
     if failures:
         typer.echo(f"{failures} example(s) differ from examples/manifest.yaml", err=True)
         raise typer.Exit(1)

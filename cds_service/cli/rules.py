@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import typer
 
 from cds_service.app import create_app
-from cds_service.engine.ruleset import RULES_DIR, RuleFileError
+from cds_service.engine.ruleset import RULES_DIR, RuleFileError, load_all_rulesets
 from cds_service.settings import Settings
 from cds_service.tooling.catalog_build import build_catalog, render_markdown, write
 from cds_service.tooling.lint import lint as run_lint
@@ -42,8 +43,11 @@ def test_rules(
     engine: str = typer.Option(None, help="python or durable (default: CDS_RULE_ENGINE, else python)"),
 ) -> None:
     """Run every rule test case through the HTTP API in-process; fail on any failure or uncovered rule."""
-    # imported here: Starlette's test client warns on import, which every other command would print
-    from fastapi.testclient import TestClient
+    # imported here, its deprecation warning silenced: Starlette's test client warns on import
+    # about its HTTP library, which says nothing about the rules
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
 
     directory = rules_dir or RULES_DIR
     try:
@@ -56,8 +60,9 @@ def test_rules(
             auth_mode="off",
             rules_dir=directory,
             rule_engine=engine,
+            profiles=",".join(load_all_rulesets(directory)),  # every profile's cases, whatever discovery lists
             database_url=f"sqlite:///{scratch}/rules-test.db",
-            log_level="WARNING",
+            log_level="ERROR",  # the in-process service's start-up warnings (auth off, development key) are not the rules'
         )
         app = create_app(settings)
         with TestClient(app) as client:

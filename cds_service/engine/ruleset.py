@@ -90,6 +90,11 @@ class RuleSet:
     shared_conditions: Mapping[str, SharedCondition] = field(default_factory=dict)
     """The shared conditions its rules may name (rules/conditions.yaml)."""
 
+    @property
+    def short_name(self) -> str:
+        """The profile's title without its parenthesised remarks: "Article profile", "AASM 2024 guideline profile"."""
+        return self.title.split(" (")[0]
+
     @cached_property
     def explainer(self) -> Explainer:
         """The rules' conditions compiled once, to say why each silent rule did not hold."""

@@ -110,7 +110,9 @@ async def evaluate(body: UIEvaluate, request: Request) -> dict[str, Any]:
         # the page has no verified caller: it may fetch only from the operator's CDS_FHIR_SERVERS
         # (loopback servers by default in development mode)
         servers = fhir_servers_for(None, None, runtime.settings)
-        evaluation = await answer_request(runtime, raw, profile=body.service or None, now=now or default_now or runtime.clock(), fhir_servers=servers)
+        evaluation = await answer_request(
+            runtime, raw, profile=body.service or None, now=now or default_now or runtime.clock(), fhir_servers=servers, base_url=runtime.public_base(request)
+        )
     except InputError as exc:
         raise BadRequest(str(exc)) from exc
     runtime.decision_log.record_decision(evaluation)

@@ -257,6 +257,7 @@ class CardBuilder:
         source: dict[str, Any] = {"label": self.ruleset.label}
         if self.base_url:
             source["url"] = f"{self.base_url}/rules/catalog"
+            source["icon"] = f"{self.base_url}/static/icon.png"
         source["topic"] = {"system": OUTCOME_SYSTEM, "code": self.code, "display": display}
         card: CardJSON = {"uuid": new_id(), "summary": self.summary(display), "detail": self.detail(), "indicator": indicator, "source": source}
         if suggestions:

@@ -228,8 +228,12 @@ def _failed(failures: list[Failure], host: str | None) -> PrefetchFailed:
     for failure in failures:
         metrics.FHIR_FETCH_FAILURES.labels(failure.key, failure.reason).inc()
         log.warning("prefetch key not obtained", extra={"key": failure.key, "reason": failure.reason, "host": host})
-    details = [f.detail() for f in failures]
-    return PrefetchFailed(details[0] if len(details) == 1 else details)
+    keys = ", ".join(f.key for f in failures)
+    first = failures[0]
+    sentence = f"prefetch {'key' if len(failures) == 1 else 'keys'} {keys} could not be obtained: {first.message}"
+    if len({f.reason for f in failures}) > 1:
+        sentence += " (each key's reason is under failures)"
+    return PrefetchFailed(sentence, {"failures": [f.detail() for f in failures]})
 
 
 def draft_orders(request: CDSRequest) -> list[dict[str, Any]]:

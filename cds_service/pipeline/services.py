@@ -27,7 +27,7 @@ class Service:
         return ServiceDescription(
             id=self.id,
             hook=self.hook,
-            title=f"RLS iron work-up and escalation ({self.ruleset.title}), {HOOK_TITLES[self.hook]}",
+            title=f"RLS iron work-up and escalation, {HOOK_TITLES[self.hook]} ({self.ruleset.short_name})",
             description=(
                 "Iron-deficiency work-up and oral-to-IV iron escalation for restless legs syndrome, "
                 f"with the safety rules on iron overload, children and pregnancy. Profile: {self.profile}."
@@ -37,14 +37,26 @@ class Service:
         )
 
 
-def build_services(rulesets: Mapping[str, RuleSet], enabled: set[str] | None = None) -> dict[str, Service]:
-    """Service id -> Service, for every profile and hook, restricted to `enabled` when given."""
+def service_for_profile(ruleset: RuleSet, hook: str) -> Service:
+    return Service(id=f"{ruleset.service_prefix}-{hook}", hook=hook, profile=ruleset.profile, ruleset=ruleset)
+
+
+def build_services(rulesets: Mapping[str, RuleSet], enabled: set[str] | None = None, profiles: list[str] | None = None) -> dict[str, Service]:
+    """Service id -> Service: one per hook for each of `profiles` (all when None), or exactly the
+    `enabled` service ids when given (CDS_SERVICES, which then alone decides)."""
+    if profiles is not None and not enabled:
+        unknown_profiles = [p for p in profiles if p not in rulesets]
+        if unknown_profiles or not profiles:
+            raise ValueError(f"CDS_PROFILES names unknown profiles {unknown_profiles} (known: {', '.join(rulesets)})")
     services: dict[str, Service] = {}
     for profile, ruleset in rulesets.items():
         for hook in HOOKS:
-            service_id = f"{ruleset.service_prefix}-{hook}"
-            if enabled is None or service_id in enabled:
-                services[service_id] = Service(id=service_id, hook=hook, profile=profile, ruleset=ruleset)
+            service = service_for_profile(ruleset, hook)
+            if enabled:
+                if service.id in enabled:
+                    services[service.id] = service
+            elif profiles is None or profile in profiles:
+                services[service.id] = service
     if enabled:
         unknown = enabled - set(services)
         if unknown:

@@ -27,7 +27,7 @@ from cds_service.pipeline import FhirSource
 from cds_service.pipeline.fhir_access import OPERATOR, FhirServerPolicy
 from cds_service.pipeline.fhir_client import FhirServer
 from cds_service.pipeline.prefetch import EhrSource
-from cds_service.pipeline.services import Service
+from cds_service.pipeline.services import Service, service_for_profile
 from cds_service.runtime import Runtime
 from fhir_mappings.datafiles import read_yaml
 from fhir_mappings.prefetch_keys import key_by_type, prefetch_templates
@@ -219,16 +219,19 @@ def as_request(
 
 
 def service_for(runtime: Runtime, hook: str, profile: str | None = None) -> Service:
-    """The service that answers `hook` in `profile` (or by service id); the default profile's otherwise."""
-    candidates = [
-        s for s in runtime.services.values() if s.hook == hook and (profile is None or profile in (s.profile, s.id))
-    ]
-    if not candidates:
-        profiles = sorted({s.profile for s in runtime.services.values()})
-        raise InputError(
-            f"no service for hook {hook!r}" + (f" in profile {profile!r}" if profile else "") + f" (profiles: {', '.join(profiles)})"
-        )
-    return sorted(candidates, key=lambda s: (not s.ruleset.default, s.id))[0]
+    """The service that answers `hook` in `profile` (a profile name or a service id); without one,
+    the default profile's. The offline tools reach every profile the rules define, whether or
+    not this deployment's discovery lists it (CDS_PROFILES)."""
+    if profile is None:
+        listed = sorted((s for s in runtime.services.values() if s.hook == hook), key=lambda s: (not s.ruleset.default, s.id))
+        if listed:
+            return listed[0]
+        profile = next(name for name, rs in runtime.rulesets.items() if rs.default)
+    for ruleset in runtime.rulesets.values():
+        service = service_for_profile(ruleset, hook)
+        if profile in (ruleset.profile, service.id):
+            return service
+    raise InputError(f"no service for hook {hook!r} in profile {profile!r} (profiles: {', '.join(sorted(runtime.rulesets))})")
 
 
 def validate_request(raw: dict[str, Any]) -> CDSRequest:
@@ -247,6 +250,7 @@ async def answer_request(
     now: datetime | None = None,
     source: FhirSource | None = None,
     fhir_servers: FhirServerPolicy = OPERATOR,
+    base_url: str = "",
 ) -> Evaluation:
     """`pipeline.answer` on a CDS Hooks request, as the HTTP route runs it, for the CLI and the test page.
 
@@ -259,7 +263,13 @@ async def answer_request(
     service = service_for(runtime, request.hook, profile)
     try:
         return await pipeline.answer(
-            request, service, runtime.engines[service.profile], source or runtime.source, now=now or runtime.clock(), fhir_servers=fhir_servers
+            request,
+            service,
+            runtime.engines[service.profile],
+            source or runtime.source,
+            now=now or runtime.clock(),
+            base_url=base_url,
+            fhir_servers=fhir_servers,
         )
     except BadRequest as exc:
         raise InputError(f"the service rejected the request: {exc.detail}") from exc

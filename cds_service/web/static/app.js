@@ -8,6 +8,14 @@ const SEVERITY = { critical: 0, warning: 1, info: 2 };
 const $ = (id) => document.getElementById(id);
 let currentService = null;
 
+// A silent rule's "why" is either a reason ("overridden by ...", "data unknown: ...") or the first
+// condition the rule needs that does not hold; the latter is shown as a need, not as a fact.
+const REASONS = ["overridden by", "may be overridden", "data unknown"];
+function whySilent(why) {
+  const text = typeof why === "string" ? why : JSON.stringify(why);
+  return REASONS.some((start) => text.startsWith(start)) ? text : `needs ${text}, which does not hold`;
+}
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -97,7 +105,11 @@ function renderCard(card) {
   if (card.source) {
     const url = card.source.url && safeUrl(card.source.url);
     const label = url ? el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, card.source.label) : el("span", {}, card.source.label);
-    node.append(el("div", { className: "card__source" }, "Source: ", label, code ? el("code", { className: "outcome" }, code) : null));
+    const icon = card.source.icon && safeUrl(card.source.icon);
+    // "From", not "Source": the card's detail has its own Source heading (the citations).
+    node.append(el("div", { className: "card__source" },
+      icon ? el("img", { className: "card__icon", src: icon, alt: "", width: 20, height: 20 }) : null,
+      "From ", label, code ? el("code", { className: "outcome" }, code) : null));
   }
   if (card.detail) {
     const detail = el("div", { className: "card__detail" });
@@ -125,13 +137,15 @@ function renderCard(card) {
     let reasonSelect = null;
     if (reasons.length) {
       reasonSelect = el("select", { className: "override-reason", "aria-label": "override reason" });
+      // nothing chosen for the clinician: the reason is theirs to give (or not)
+      reasonSelect.append(el("option", { value: "" }, "reason for dismissing (optional)"));
       reasons.forEach((r, i) => reasonSelect.append(el("option", { value: String(i) }, r.display || r.code)));
       actions.append(reasonSelect);
     }
     const dismiss = el("button", { type: "button", className: "dismiss" }, "Dismiss");
     dismiss.addEventListener("click", async () => {
       const item = { outcome: "overridden" };
-      if (reasonSelect) item.overrideReason = { reason: reasons[Number(reasonSelect.value)] };
+      if (reasonSelect && reasonSelect.value !== "") item.overrideReason = { reason: reasons[Number(reasonSelect.value)] };
       if (await sendFeedback(card, item, status)) node.classList.add("card--dismissed");
     });
     actions.append(dismiss);
@@ -171,7 +185,7 @@ function renderTrace(trace, facts) {
     : el("p", { className: "muted" }, "none"));
   box.append(el("h3", {}, `Silent rules (${trace.silent.length})`));
   box.append(trace.silent.length
-    ? table(["rule", "first unmet condition"], trace.silent.map((s) => [s.rule, typeof s.why === "string" ? s.why : JSON.stringify(s.why)]))
+    ? table(["rule", "why silent"], trace.silent.map((s) => [s.rule, whySilent(s.why)]))
     : el("p", { className: "muted" }, "none"));
   box.append(el("h3", {}, `Excluded resources (${trace.excluded.length})`));
   box.append(trace.excluded.length
