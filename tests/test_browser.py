@@ -137,3 +137,38 @@ def test_card_detail_markdown_is_rendered_safely(browser, server):
     assert "<img" not in html and "&lt;img" in html
     assert 'href="https://example.org/a?b=1&amp;c=2"' in html
     assert 'href="javascript' not in html and "bad" in html  # the label stays, the link does not
+
+
+def test_the_timeline_draws_the_labs_thresholds_courses_and_infusions(browser, server, tmp_path):
+    """What is drawn, not only that a picture exists: one point per usable ferritin, the profile's
+    ferritin thresholds, the oral iron course as a span, an infusion as a mark, the decision day."""
+    from selenium.webdriver.common.by import By
+
+    run_example(browser, server, "failed-oral-trial")
+    svg = browser.find_element(By.CSS_SELECTOR, "#timeline svg.timeline")
+    assert len(svg.find_elements(By.CSS_SELECTOR, "circle.point.ferritin")) == 2
+    thresholds = {line.get_attribute("data-name") for line in svg.find_elements(By.CSS_SELECTOR, "line.threshold.ferritin")}
+    assert thresholds == {"ferritin_low", "ferritin_overload"}
+    course = svg.find_element(By.CSS_SELECTOR, "rect.oral-course")
+    assert course.size["width"] > 100, "100 days of oral iron span a good part of the axis"
+    assert len(svg.find_elements(By.CSS_SELECTOR, "line.decision-day")) == 1
+    assert svg.find_elements(By.CSS_SELECTOR, "line.infusion") == []
+    svg.screenshot(str(tmp_path / "timeline.png"))
+
+    run_example(browser, server, "iv-iron-repeat-course")
+    svg = browser.find_element(By.CSS_SELECTOR, "#timeline svg.timeline")
+    assert len(svg.find_elements(By.CSS_SELECTOR, "line.infusion")) == 1
+    assert svg.find_element(By.CSS_SELECTOR, "line.infusion").location["x"] < svg.find_element(By.CSS_SELECTOR, "line.decision-day").location["x"]
+
+
+def test_the_draft_order_select_shows_the_whole_file_name(browser, server):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/")
+    select = browser.find_element(By.ID, "draft")
+    assert "sandbox-ferrous-sulfate.json" in [o.text for o in select.find_elements(By.TAG_NAME, "option")]
+    width = browser.execute_script(
+        "const c = document.createElement('canvas').getContext('2d'); c.font = getComputedStyle(arguments[0]).font; return c.measureText(arguments[1]).width;",
+        select, "sandbox-ferrous-sulfate.json",
+    )
+    assert select.size["width"] > width + 30, f"the select ({select.size['width']} px) cuts a {width:.0f} px file name"

@@ -192,7 +192,8 @@ def test_examples_requests_writes_one_file_per_outcome(tmp_path: Path):
     result = run("examples", "requests", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     written = sorted(p.stem for p in tmp_path.glob("*.json"))
-    assert "start-oral-iron" in written and len(written) == 10
+    # one per outcome (patient-view), and one per order-hook example that names a request
+    assert "start-oral-iron" in written and "order-select-sandbox-draft" in written and len(written) == 15
     for path in tmp_path.glob("*.json"):
         assert path.read_text(encoding="utf-8") == (EXAMPLES_DIR / "requests" / path.name).read_text(encoding="utf-8")
 

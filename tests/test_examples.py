@@ -66,7 +66,10 @@ def test_examples_cover_every_outcome_of_the_spec():
     produced = {code for e in EXAMPLES for codes in e.expected.values() for code in codes}
     assert produced >= SPEC_OUTCOMES
     with_request = {e.request_name for e in EXAMPLES if e.request_name}
-    assert with_request == SPEC_OUTCOMES
+    patient_view = {name for name in with_request if not name.startswith(("order-select-", "order-sign-"))}
+    assert patient_view == SPEC_OUTCOMES, "one patient-view request per outcome"
+    order_hooks = {e.hook for e in EXAMPLES if e.request_name and e.request_name not in SPEC_OUTCOMES}
+    assert order_hooks == {"order-select", "order-sign"}, "ready requests for both order hooks"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])

@@ -138,3 +138,17 @@ def test_a_run_says_which_tests_it_skipped(tmp_path):
     assert "tests that did not run here" in result.stdout
     assert "1 PostgreSQL test(s) skipped: start one with `bash .ci/run postgres`" in result.stdout
     assert "1 browser (headless Chromium) test(s) skipped" in result.stdout
+
+
+def test_help_loads_none_of_the_service():
+    """`cds-service --help` imports the command line only: what makes it slow (the service, FastAPI,
+    SQLAlchemy, pydantic) loads when a command runs."""
+    code = (
+        "import sys\n"
+        "from cds_service.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('cds_service.runtime', 'cds_service.app', 'fastapi', 'sqlalchemy', 'pydantic', 'fhir_mappings') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in result.stdout, result.stdout[-500:] + result.stderr[-500:]

@@ -13,12 +13,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
 
-from cds_service.audit import Store
 from cds_service.cli.output import output_console
-from cds_service.settings import Settings
+
+# The service's own modules are imported inside each command, when it runs, so that
+# `cds-service --help` and every other command start without loading the whole service.
 
 DURATION = re.compile(r"^(\d+)([dh])$")
 
@@ -39,6 +38,9 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def _store():
+    from cds_service.audit import Store
+    from cds_service.settings import Settings
+
     return Store(Settings().database_url)
 
 
@@ -68,6 +70,9 @@ def _facts_text(facts: dict[str, Any]) -> str:
 
 def render_decision(console: Console, record: dict[str, Any]) -> None:
     """One decision record, the way an auditor reads it: what, on which facts, why not, what happened next."""
+    from rich.panel import Panel
+    from rich.table import Table
+
     head = [
         f"decision   {record['id']}",
         f"time       {record['created_at']}",
@@ -159,6 +164,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """List decisions, newest first."""
+        from rich.table import Table
+
         try:
             rows = _store().list(since=parse_since(since), until=parse_since(until), outcome=outcome, status=status, limit=limit)
         except typer.BadParameter:
@@ -185,6 +192,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the counts as JSON"),
     ) -> None:
         """Delete decisions (with their cards and fired-rule rows) and feedback older than the retention."""
+        from cds_service.settings import Settings
+
         keep = Settings().retention_days if days is None else days
         before = datetime.now(timezone.utc) - timedelta(days=keep)
         try:
@@ -202,6 +211,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Per outcome: cards returned, accepted, overridden, and override reasons."""
+        from rich.table import Table
+
         try:
             data = _store().feedback_report(since=parse_since(since))
         except typer.BadParameter:

@@ -8,21 +8,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from cds_service.cli.output import output_console
-from cds_service.runtime import build_runtime
-from cds_service.settings import Settings
-from cds_service.tooling.offline import (
-    InputError,
-    as_request,
-    evaluate_request,
-    load_json,
-    parse_now,
-    read_drafts,
-    response_body,
-    validate_request,
-)
+
+# The service's own modules are imported inside each command, when it runs, so that
+# `cds-service --help` and every other command start without loading the whole service.
 
 INDICATOR_STYLE = {"info": "blue", "warning": "yellow", "critical": "bold red"}
 
@@ -42,6 +32,8 @@ def why_silent(why: str) -> str:
 
 
 def print_cards(console: Console, evaluation: Any) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{evaluation.service.id} ({evaluation.service.profile}), as of {evaluation.now.date()}: {len(evaluation.cards)} card(s)")
     for column in ("indicator", "outcome", "summary", "suggestions"):
         table.add_column(column, overflow="fold")
@@ -65,6 +57,8 @@ def _fields_text(fields: dict[str, Any]) -> str:
 
 def print_trace(console: Console, trace: dict[str, Any], facts: dict[str, dict[str, Any]] | None = None) -> None:
     """The decision trace as tables: facts, fired rules, silent rules, excluded resources, notes."""
+    from rich.table import Table
+
     console.print(f"[bold]Decision trace[/bold] {trace['decision_id']}  engine {trace['engine']}, rule set {trace['ruleset_version']}")
     if facts:
         table = Table(title="Facts the rules saw", title_justify="left")
@@ -117,11 +111,25 @@ def register(app: typer.Typer) -> None:
         draft: list[Path] = typer.Option(None, help="draft order file (resource, Bundle or list) for order hooks; repeatable"),
         as_json: bool = typer.Option(False, "--json", help="print the CDS Hooks response as JSON (with the trace under --explain)"),
         explain: bool = typer.Option(False, "--explain", help="print the decision trace: fired rules, facts, silent rules, exclusions"),
+        timeline: Path = typer.Option(None, "--timeline", help="also write the chart's timeline (labs, thresholds, iron courses, infusions) to this SVG file"),
     ) -> None:
         """Evaluate a chart or a request in-process (no server, no FHIR fetch) and print the cards.
 
         Exit codes: 0 evaluated (with or without cards), 2 bad input.
         """
+        from cds_service.runtime import build_runtime
+        from cds_service.settings import Settings
+        from cds_service.tooling.offline import (
+            InputError,
+            as_request,
+            evaluate_request,
+            load_json,
+            parse_now,
+            read_drafts,
+            response_body,
+            validate_request,
+        )
+
         try:
             when = parse_now(now)
             document = load_json(file)
@@ -136,6 +144,10 @@ def register(app: typer.Typer) -> None:
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
+        if timeline:
+            from cds_service.tooling.timeline import evaluation_svg
+
+            timeline.write_text(evaluation_svg(evaluation), encoding="utf-8")
         if as_json:
             body = response_body(evaluation)
             if explain:

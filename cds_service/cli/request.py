@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from cds_service.tooling.offline import InputError, load_json, read_drafts, request_from_bundle
+# The service's own modules are imported inside each command, when it runs, so that
+# `cds-service --help` and every other command start without loading the whole service.
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,8 @@ def register(app: typer.Typer) -> None:
         POST it to a running service:
         curl -H 'Content-Type: application/json' -d @request.json http://127.0.0.1:8000/cds-services/rls-iron-patient-view
         """
+        from cds_service.tooling.offline import InputError, load_json, read_drafts, request_from_bundle
+
         try:
             document = load_json(bundle)
             if document.get("resourceType") != "Bundle":

@@ -8,12 +8,9 @@ from pathlib import Path
 
 import typer
 
-from cds_service.app import create_app
-from cds_service.engine.ruleset import RULES_DIR, RuleFileError, load_all_rulesets
-from cds_service.settings import Settings
-from cds_service.tooling.catalog_build import build_catalog, render_markdown, write
-from cds_service.tooling.lint import lint as run_lint
-from cds_service.tooling.ruletests import RuleCaseError, coverage, load_cases, report, run_cases
+# The service's own modules are imported inside each command, when it runs, so that
+# `cds-service --help` and every other command start without loading the whole service.
+
 
 rules_app = typer.Typer(help="Check, test and document the rule files in rules/.", no_args_is_help=True)
 
@@ -24,6 +21,10 @@ def lint(
     strict: bool = typer.Option(False, help="treat warnings (e.g. a rule without a test case) as errors"),
 ) -> None:
     """Check every rule file: schema, citations, names, reachability, duplicate ids, test cases."""
+    from cds_service.engine.ruleset import RULES_DIR, RuleFileError
+    from cds_service.tooling.lint import lint as run_lint
+    from cds_service.tooling.ruletests import report
+
     try:
         report = run_lint(rules_dir or RULES_DIR)
     except RuleFileError as exc:
@@ -43,6 +44,11 @@ def test_rules(
     engine: str = typer.Option(None, help="python or durable (default: CDS_RULE_ENGINE, else python)"),
 ) -> None:
     """Run every rule test case through the HTTP API in-process; fail on any failure or uncovered rule."""
+    from cds_service.app import create_app
+    from cds_service.engine.ruleset import RULES_DIR, RuleFileError, load_all_rulesets
+    from cds_service.settings import Settings
+    from cds_service.tooling.ruletests import RuleCaseError, coverage, load_cases, report, run_cases
+
     # imported here, its deprecation warning silenced: Starlette's test client warns on import
     # about its HTTP library, which says nothing about the rules
     with warnings.catch_warnings():
@@ -81,6 +87,9 @@ def catalog(
     rules_dir: Path = typer.Option(None, "--rules-dir", help="rules directory (default: the project's rules/)"),
 ) -> None:
     """Render the rule catalog (Markdown and/or HTML); with no option, print the Markdown."""
+    from cds_service.engine.ruleset import RULES_DIR
+    from cds_service.tooling.catalog_build import build_catalog, render_markdown, write
+
     built = build_catalog(rules_dir or RULES_DIR)
     if not out and not html:
         typer.echo(render_markdown(built), nl=False)

@@ -6,13 +6,9 @@ import multiprocessing
 import os
 
 import typer
-import uvicorn
-from uvicorn import _subprocess
-from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import Multiprocess
 
-from cds_service.http.auth import StartupRefused, check_startup
-from cds_service.settings import get_settings
+# The service's own modules are imported inside each command, when it runs, so that
+# `cds-service --help` and every other command start without loading the whole service.
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +20,11 @@ def register(app: typer.Typer) -> None:
         reload: bool = typer.Option(False, help="reload on code changes (development)"),
     ) -> None:
         """Start the CDS Hooks service."""
+        import uvicorn
+
+        from cds_service.http.auth import StartupRefused, check_startup
+        from cds_service.settings import get_settings
+
         settings = get_settings()
         host = host or settings.host
         port = port or settings.port
@@ -73,6 +74,10 @@ def run_supervised(app_path: str, *, host: str, port: int, workers: int, log_lev
     ping (docs/engine.md). Returns the exit code: uvicorn's STARTUP_FAILURE when a worker could not
     start (the parent then stops instead of restarting in a loop), else 0.
     """
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
     _fork_workers()
     config = uvicorn.Config(
         app_path,
@@ -102,4 +107,6 @@ def _fork_workers() -> None:
     process context from `uvicorn._subprocess.spawn`; the version is pinned in pyproject.toml
     and tests/test_workers.py runs supervised workers, so a change there fails the tests.
     """
+    from uvicorn import _subprocess
+
     _subprocess.spawn = multiprocessing.get_context("fork")

@@ -32,6 +32,7 @@ from cds_service.tooling.offline import (
     read_drafts,
     response_body,
 )
+from cds_service.tooling.timeline import evaluation_svg
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
@@ -124,4 +125,5 @@ async def evaluate(body: UIEvaluate, request: Request) -> dict[str, Any]:
         "response": response_body(evaluation),
         "trace": evaluation.trace(),
         "facts": evaluation.facts.to_engine(),
+        "timeline": evaluation_svg(evaluation),
     }

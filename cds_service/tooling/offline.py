@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -352,9 +353,42 @@ class Example:
         instance = hook_instance or str(uuid.uuid5(uuid.NAMESPACE_URL, f"rls-iron-example:{self.name}"))
         return request_from_bundle(self.bundle(), self.hook, self.patient_id, self.draft_orders(), hook_instance=instance)
 
+    def cds_request_on(self, today: date) -> dict[str, Any]:
+        """The request with every date moved by the days from the example's `now` to `today`:
+        evaluated on `today`, the chart is as old as it is on `now`, so it gives the same cards."""
+        return shift_dates(self.cds_request(str(uuid.uuid4())), (today - self.now.date()).days)
+
+
+FHIR_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})(T.*)?$")
+
+
+def shift_dates(value: Any, days: int) -> Any:
+    """`value` with every FHIR date and dateTime that names a day moved by `days` (a year or a
+    month alone is left as it is). A copy: the input is not changed."""
+    if isinstance(value, dict):
+        return {key: shift_dates(item, days) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shift_dates(item, days) for item in value]
+    if isinstance(value, str) and days and (match := FHIR_DAY.match(value)):
+        try:
+            day = date.fromisoformat(match.group(1))
+        except ValueError:
+            return value
+        return (day + timedelta(days=days)).isoformat() + (match.group(2) or "")
+    return value
+
+
+def find_example_or_request(name: str, root: Path = EXAMPLES_DIR) -> Example:
+    """An example by its name or by the name of its ready request."""
+    for example in load_examples(root):
+        if name in (example.name, example.request_name):
+            return example
+    known = sorted(e.request_name for e in load_examples(root) if e.request_name)
+    raise InputError(f"no example or request named {name!r} (requests: {', '.join(known)})")
+
 
 def _example(entry: dict[str, Any], root: Path) -> Example:
-    name = Path(entry["file"]).stem
+    name = entry.get("name") or Path(entry["file"]).stem
     expected = {profile: tuple(codes or ()) for profile, codes in entry["expected"].items()}
     if "article" not in expected:
         raise ValueError(f"examples/manifest.yaml: {name} has no expected outcomes for the article profile")

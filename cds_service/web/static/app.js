@@ -243,6 +243,8 @@ async function run(event) {
     $("service-id").textContent = `${result.data.service}, as of ${result.data.now.slice(0, 10)}`;
     renderCards(result.data.response.cards);
     renderTrace(result.data.trace, result.data.facts);
+    // server-rendered SVG of numbers and dates only (cds_service/tooling/timeline.py)
+    $("timeline").innerHTML = result.data.timeline || "";
     $("request-json").textContent = JSON.stringify(result.data.request, null, 2);
     $("response-json").textContent = JSON.stringify(result.data.response, null, 2);
     const n = result.data.response.cards.length;
