@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from cds_service.tooling.fhir_serve import is_about
+
 BASE_PATH = "/fhir"
 FHIR_JSON = "application/fhir+json"
 
@@ -189,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _search(self, resource_type: str, query: dict[str, list[str]]) -> dict[str, Any]:
         patient = (query.get("patient") or [None])[0]
         matches = [
-            r for r in self.owner.resources if r.get("resourceType") == resource_type and (patient is None or _about(r, patient))
+            r for r in self.owner.resources if r.get("resourceType") == resource_type and (patient is None or is_about(r, patient))
         ]
         page_size = self.owner.page_size or max(len(matches), 1)
         offset = int((query.get("_offset") or ["0"])[0])
@@ -268,14 +270,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"}")
             return True
         raise ValueError(f"unknown fault mode {mode!r}")
-
-
-def _about(resource: dict[str, Any], patient_id: str) -> bool:
-    for key in ("subject", "patient"):
-        ref = resource.get(key)
-        if isinstance(ref, dict) and ref.get("reference") in (f"Patient/{patient_id}", patient_id):
-            return True
-    return False
 
 
 def _outcome(code: str, text: str) -> dict[str, Any]:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from contextlib import ExitStack, contextmanager
@@ -21,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.tooling import fixtures as fx
-from tests.test_workers import free_port, wait_for, workers_of
+from tests.test_workers import supervised_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -53,40 +50,15 @@ def token(key: ec.EllipticCurvePrivateKey) -> str:
 
 @contextmanager
 def service(directory: Path, database_url: str, clients: Path, workers: int) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
+    settings = {
         "CDS_AUTH_MODE": "jwt",
         "CDS_MODE": "production",
         "CDS_TRUSTED_CLIENTS": str(clients),
         "CDS_PUBLIC_URL": PUBLIC_URL,
         "CDS_DATABASE_URL": database_url,
-        "CDS_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200 and len(workers_of(proc.pid)) == workers
-        except httpx.HTTPError:
-            return False
-
-    try:
-        if not wait_for(healthy, 60, 0.25):
-            proc.kill()
-            pytest.fail("the service did not start: " + proc.stderr.read().decode()[-2000:])
+    with supervised_service(settings, workers) as (_, base):
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def post_fresh(base: str, bearer: str) -> int:

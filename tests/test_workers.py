@@ -15,7 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -62,17 +64,12 @@ def wait_for(predicate, timeout: float, step: float = 0.1):
     return None
 
 
-@pytest.fixture(params=[2, 1], ids=["2-workers", "1-worker"])
-def server(request, tmp_path):
-    workers = request.param
+@contextmanager
+def supervised_service(settings: dict[str, str], workers: int) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`cds-service serve --workers N` on a free loopback port with these CDS_* settings, until
+    its workers answer; stopped with SIGTERM (then killed) on exit. Yields (process, base URL)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "CDS_AUTH_MODE": "off",
-        "CDS_MODE": "production",
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'decisions.db'}",
-        "CDS_LOG_LEVEL": "WARNING",
-    }
+    env = {**os.environ, "CDS_LOG_LEVEL": "WARNING", **settings}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -85,16 +82,26 @@ def server(request, tmp_path):
         except httpx.HTTPError:
             return False
 
-    if not wait_for(healthy, 60, 0.25):
-        proc.kill()
-        pytest.fail("the service did not start: " + proc.stderr.read().decode()[-2000:])
-    yield proc, base, workers
-    proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        if not wait_for(healthy, 60, 0.25):
+            proc.kill()
+            pytest.fail("the service did not start: " + proc.stderr.read().decode()[-2000:])
+        yield proc, base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(params=[2, 1], ids=["2-workers", "1-worker"])
+def server(request, tmp_path):
+    workers = request.param
+    settings = {"CDS_AUTH_MODE": "off", "CDS_MODE": "production", "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'decisions.db'}"}
+    with supervised_service(settings, workers) as (proc, base):
+        yield proc, base, workers
 
 
 def test_a_segfaulting_worker_is_replaced_and_only_its_in_flight_requests_fail(server):

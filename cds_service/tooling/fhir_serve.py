@@ -48,7 +48,7 @@ class SampleStore:
     def search(self, resource_type: str, patient_id: str | None, codes: set[str]) -> list[dict[str, Any]]:
         found = []
         for resource in self.resources.get(resource_type, {}).values():
-            if patient_id is not None and not _about(resource, patient_id):
+            if patient_id is not None and not is_about(resource, patient_id):
                 continue
             if codes and not (_codes_of(resource) & codes):
                 continue
@@ -74,7 +74,8 @@ def load_samples(bundles: list[Path] | None = None, today: date | None = None) -
     return store
 
 
-def _about(resource: dict[str, Any], patient_id: str) -> bool:
+def is_about(resource: dict[str, Any], patient_id: str) -> bool:
+    """Whether a resource's subject (or patient) is this patient, as a FHIR search by patient matches."""
     for key in ("subject", "patient"):
         ref = resource.get(key)
         if isinstance(ref, dict) and ref.get("reference") in (f"Patient/{patient_id}", patient_id):
