@@ -57,14 +57,18 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3, short connect timeout).
 
     SQLite runs with `synchronous=NORMAL`: in WAL mode a commit then no longer waits for an
-    fsync, and the database
-    stays consistent after a crash of the process or the machine. A power cut may roll back the
+    fsync, and the database stays consistent after a crash of the process or the machine. A power cut may roll back the
     last commits, which is no more than the records still queued in memory at that moment;
     a deployment that must keep every record through power loss uses PostgreSQL.
     """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 5}, json_serializer=_json)
+        # Batches are sent as multi-row INSERTs (SQLAlchemy's "insertmanyvalues"), not as the
+        # driver's executemany: sqlite3 steps that one row at a time and takes the interpreter lock
+        # back between rows, so with the worker's event loop busy every row waited for a switch
+        # interval and the writer fell behind without end under load.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
