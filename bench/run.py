@@ -297,10 +297,10 @@ def stage_figures(requests: list[dict[str, Any]], runs: int = 200) -> dict[str, 
     when `runs` is larger), and the cost of the rules under each engine."""
     from cds_service.engine import RuleEngine, available_engines
     from cds_service.hooks import CDSRequest
-    from cds_service.pipeline import cards, prefetch
+    from cds_service.pipeline import cards, mapping_input, prefetch
     from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
-    from fhir_mappings import MappingInput, build_facts
+    from fhir_mappings import build_facts
     from fhir_mappings.prefetch_keys import prefetch_templates
 
     runtime = build_runtime(Settings(auth_mode="off", database_url="sqlite:///:memory:"))
@@ -316,18 +316,7 @@ def stage_figures(requests: list[dict[str, Any]], runs: int = 200) -> dict[str, 
         t1 = time.perf_counter()
         data = prefetch.collect(parsed, prefetch_templates())
         t2 = time.perf_counter()
-        facts = build_facts(
-            MappingInput(
-                resources=data.resources,
-                patient_id=parsed.context.patientId,
-                now=runtime.clock(),
-                params=service.ruleset.parameters,
-                hook=parsed.hook,
-                draft_orders=prefetch.draft_orders(parsed),
-                unknown_keys=frozenset(data.unknown_keys),
-                full_urls=data.full_urls,
-            )
-        )
+        facts = build_facts(mapping_input(parsed, service, data, runtime.clock()))
         t3 = time.perf_counter()
         result = runtime.engines[service.profile].evaluate(facts.engine_view, facts.unknown)
         t4 = time.perf_counter()

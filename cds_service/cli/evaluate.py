@@ -22,12 +22,11 @@ def _facts_text(facts: dict[str, list[str]]) -> str:
     return "\n".join(f"{fact}: {', '.join(sources) or '-'}" for fact, sources in facts.items()) or "-"
 
 
-SILENCING_REASONS = ("overridden by", "may be overridden", "data unknown")
-
-
 def why_silent(why: str) -> str:
     """A silent rule's why as a reader takes it: a reason as it is, an unmet condition as a need
     (`oral_iron.active is false` alone would read as a statement about the patient)."""
+    from cds_service.engine import SILENCING_REASONS
+
     return why if why.startswith(SILENCING_REASONS) else f"needs {why}, which does not hold"
 
 

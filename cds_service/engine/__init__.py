@@ -142,6 +142,14 @@ def make_evaluator(name: str, ruleset: RuleSet) -> Evaluator:
     raise ValueError(f"unknown rule engine {name!r} (durable or python)")
 
 
+DATA_UNKNOWN = "data unknown: "
+OVERRIDDEN = "overridden by rule "
+MAYBE_OVERRIDDEN = "may be overridden by rule "
+SILENCING_REASONS = (DATA_UNKNOWN, OVERRIDDEN, MAYBE_OVERRIDDEN)
+"""How the why of a rule silenced by unknown data or by precedence starts; any other why is the
+rule's first unmet condition (the test page and the CLI word the two differently)."""
+
+
 def _undecided(ruleset: RuleSet, facts: Facts, unknown: tuple[str, ...]) -> dict[str, str]:
     """Rule id -> why, for every rule whose answer depends on unknown data.
 
@@ -161,7 +169,7 @@ def _undecided(ruleset: RuleSet, facts: Facts, unknown: tuple[str, ...]) -> dict
     for rule in ruleset.rules:
         missing = sorted({fact if fact in names else f"{fact}.{field}" for fact, field in rule.fields() if is_unknown(fact, field)})
         if missing and holds_when_unknown(rule.when, facts, ruleset.parameters, is_unknown) is None:
-            undecided[rule.id] = "data unknown: " + ", ".join(missing)
+            undecided[rule.id] = DATA_UNKNOWN + ", ".join(missing)
     return undecided
 
 
@@ -189,11 +197,11 @@ def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple
     for rule in effective:
         by = suppressed_outcomes.get(rule.outcome)
         if by and by != rule.id:
-            silenced[rule.id] = f"overridden by rule {by}"
+            silenced[rule.id] = f"{OVERRIDDEN}{by}"
             continue
         maybe = maybe_suppressed.get(rule.outcome)
         if maybe:
-            silenced[rule.id] = f"may be overridden by rule {maybe}, whose data is unknown"
+            silenced[rule.id] = f"{MAYBE_OVERRIDDEN}{maybe}, whose data is unknown"
             withheld.add(rule.outcome)
             continue
         fired.append(FiredRule(rule=rule, matched_facts=rule.fact_types()))

@@ -63,10 +63,10 @@ async def answer(
     return decide(request, service, engine, data, now, base_url)
 
 
-def decide(request: CDSRequest, service: Service, engine: RuleEngine, data: PrefetchData, now: datetime, base_url: str) -> Evaluation:
-    """Facts, rules and cards for data already gathered: CPU only, no I/O."""
-    started = time.perf_counter()
-    mapping_input = MappingInput(
+def mapping_input(request: CDSRequest, service: Service, data: PrefetchData, now: datetime) -> MappingInput:
+    """What the mapping layer reads of one invocation: its resources, the context patient and hook,
+    the draft orders, the profile's parameters and the keys whose data is unknown."""
+    return MappingInput(
         resources=data.resources,
         patient_id=request.context.patientId,
         now=now,
@@ -76,8 +76,13 @@ def decide(request: CDSRequest, service: Service, engine: RuleEngine, data: Pref
         unknown_keys=frozenset(data.unknown_keys),
         full_urls=data.full_urls,
     )
+
+
+def decide(request: CDSRequest, service: Service, engine: RuleEngine, data: PrefetchData, now: datetime, base_url: str) -> Evaluation:
+    """Facts, rules and cards for data already gathered: CPU only, no I/O."""
+    started = time.perf_counter()
     try:
-        facts = build_facts(mapping_input)
+        facts = build_facts(mapping_input(request, service, data, now))
     except MappingInputError as exc:
         raise BadRequest(str(exc)) from exc
     try:

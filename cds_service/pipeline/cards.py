@@ -430,27 +430,27 @@ class CardBuilder:
     def _suggest_oral_iron(self) -> list[JSON]:
         if self.recheck is None:
             return []
-        order = _json(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(self.patient_id or ""))
-        return [_json(label=self._label("oral_iron"), uuid=new_id(), isRecommended=True, actions=[order, self._recheck_action()])]
+        order = dict(type="create", description="Order ferrous sulfate 325 mg oral tablet, once daily", resource=fhir.oral_iron_request(self.patient_id or ""))
+        return [dict(label=self._label("oral_iron"), uuid=new_id(), isRecommended=True, actions=[order, self._recheck_action()])]
 
     def _suggest_recheck(self) -> list[JSON]:
         if self.recheck is None:
             return []
-        return [_json(label=self._label("recheck"), uuid=new_id(), isRecommended=True, actions=[self._recheck_action()])]
+        return [dict(label=self._label("recheck"), uuid=new_id(), isRecommended=True, actions=[self._recheck_action()])]
 
     def _suggest_iron_studies(self) -> list[JSON]:
         pid, note = self.patient_id or "", self._note()
         actions = [
-            _json(type="create", description="Order serum ferritin (LOINC 2276-4)", resource=fhir.ferritin_request(pid, note)),
-            _json(type="create", description="Order iron panel with transferrin saturation (LOINC 50190-5)", resource=fhir.iron_panel_request(pid, note)),
+            dict(type="create", description="Order serum ferritin (LOINC 2276-4)", resource=fhir.ferritin_request(pid, note)),
+            dict(type="create", description="Order iron panel with transferrin saturation (LOINC 50190-5)", resource=fhir.iron_panel_request(pid, note)),
         ]
-        return [_json(label=self._label("iron_studies"), uuid=new_id(), isRecommended=True, actions=actions)]
+        return [dict(label=self._label("iron_studies"), uuid=new_id(), isRecommended=True, actions=actions)]
 
     def _suggest_referral(self) -> list[JSON]:
         reasons = [f"({f.rule.reason}) {f.rule.reason_text}" for f in self.fired if f.rule.reason and f.rule.reason_text]
         resource = fhir.iv_iron_referral(self.patient_id or "", self.values["preferred_iv_product"] or "IV iron", reasons)
-        action = _json(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)
-        return [_json(label=self._label("referral"), uuid=new_id(), isRecommended=True, actions=[action])]
+        action = dict(type="create", description=f"Refer for {self.values['iv_infusion']}", resource=resource)
+        return [dict(label=self._label("referral"), uuid=new_id(), isRecommended=True, actions=[action])]
 
     def _suggest_stop(self) -> list[JSON]:
         """A delete per active iron MedicationRequest from the EHR's data; drafts are never listed there."""
@@ -459,8 +459,8 @@ class CardBuilder:
             if not request_id:
                 continue
             ref = request_id if request_id.startswith("MedicationRequest/") else f"MedicationRequest/{request_id}"
-            action = _json(type="delete", description=f"Stop the active iron order {ref}", resourceId=ref)
-            out.append(_json(label=self._label("stop", request_id=ref), uuid=new_id(), actions=[action]))
+            action = dict(type="delete", description=f"Stop the active iron order {ref}", resourceId=ref)
+            out.append(dict(label=self._label("stop", request_id=ref), uuid=new_id(), actions=[action]))
         return out
 
     _SUGGESTION_BUILDERS: Mapping[str, Callable[["CardBuilder"], list[JSON]]] = {
@@ -471,11 +471,6 @@ class CardBuilder:
         "stop": _suggest_stop,
     }
     """How each suggestion kind cards.yaml may name (card_texts.SUGGESTION_KINDS) is built as FHIR resources."""
-
-
-def _json(**members: Any) -> JSON:
-    """A CDS Hooks object from keyword members (suggestion, action), as the model would dump it."""
-    return members
 
 
 @lru_cache(maxsize=8)

@@ -10,7 +10,8 @@ let currentService = null;
 
 // A silent rule's "why" is either a reason ("overridden by ...", "data unknown: ...") or the first
 // condition the rule needs that does not hold; the latter is shown as a need, not as a fact.
-const REASONS = ["overridden by", "may be overridden", "data unknown"];
+// The reasons' openings are cds_service.engine.SILENCING_REASONS.
+const REASONS = ["data unknown: ", "overridden by rule ", "may be overridden by rule "];
 function whySilent(why) {
   const text = typeof why === "string" ? why : JSON.stringify(why);
   return REASONS.some((start) => text.startsWith(start)) ? text : `needs ${text}, which does not hold`;
