@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from cds_service.engine import EngineResult
 from cds_service.hooks import CDSRequest, Feedback
@@ -35,6 +35,8 @@ class Evaluation:
     duration_ms: float
     fetched_keys: tuple[str, ...] = ()
     """Prefetch keys that were absent and fetched from the EHR's FHIR server."""
+    resources: Sequence[Any] = ()
+    """The resources the facts were built from (prefetch and fetched), for the timeline."""
 
     def trace(self) -> dict[str, Any]:
         """The decision trace: fired rules with their facts, silent rules with why, exclusions."""

@@ -216,6 +216,7 @@ def test_with_phi_on_values_are_stored(tmp_path, db_url):
     [record] = rows(db_url, "decisions")
     assert record["patient_id"] == pid
     assert record["phi"]["facts"]["ferritin"]["value_ug_per_l"] == 31.7
+    assert record["phi"]["timeline"]["points"]["ferritin"] == [[fx.day(20), 31.7]], "the chart over time, for decisions show --timeline"
     fired = {r["rule_id"]: r for r in rows(db_url, "decision_rules")}
     assert fired["start-oral-iron"]["facts"]["ferritin"]["values"]["value_ug_per_l"] == 31.7
     assert rows(db_url, "feedback")[0]["user_comment"] == "prefers to wait"

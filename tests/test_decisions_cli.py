@@ -70,6 +70,40 @@ def test_show_an_unknown_decision_fails(seeded):
     assert "no decision" in result.output
 
 
+def test_show_without_a_kept_timeline_says_why(seeded, tmp_path):
+    """The default log keeps no lab values or dates, so it has no timeline to draw."""
+    picture = tmp_path / "timeline.svg"
+    result = run(seeded["url"], "decisions", "show", seeded["low"][0]["extension"]["decision-id"], "--timeline", str(picture))
+    assert result.exit_code == 1
+    assert "CDS_DECISION_LOG_PHI=true" in result.output
+    assert not picture.exists()
+
+
+def test_show_draws_the_timeline_a_phi_mode_record_kept(tmp_path):
+    """The decision view draws the chart the decision was made on: labs against thresholds, the
+    oral course, the infusion and the day of the decision, as the test page does."""
+    db_url = f"sqlite:///{tmp_path / 'phi.db'}"
+    chart = [
+        fx.condition("rls"),
+        fx.ferritin(28, days_ago=150),
+        fx.ferritin(34, days_ago=10),
+        fx.hemoglobin(12.6, days_ago=10),
+        fx.tsat(14, days_ago=10),
+        fx.medication_request("ferrous-sulfate", days_ago=120),
+        fx.medication_administration("iron-sucrose", days_ago=400),
+    ]
+    with running(tmp_path, db_url, decision_log_phi=True) as client:
+        answer = client.post(SERVICE, json=fx.cds_request(chart)).json()
+    picture = tmp_path / "timeline.svg"
+    result = run(db_url, "decisions", "show", answer["extension"]["decision-id"], "--timeline", str(picture))
+    assert result.exit_code == 0, result.output
+    svg = picture.read_text()
+    assert svg.count('class="point ferritin"') == 2 and svg.count('class="point hemoglobin"') == 1 and svg.count('class="point tsat"') == 1
+    assert 'data-name="ferritin_low"' in svg
+    assert svg.count('class="oral-course"') == 1 and svg.count('class="infusion"') == 1
+    assert f"decision {fx.DEFAULT_NOW.date()}" in svg
+
+
 def test_list_filters_by_outcome_and_since(seeded):
     result = run(seeded["url"], "decisions", "list", "--since", "2026-11-01", "--outcome", "start-oral-iron", "--json")
     assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -127,6 +128,25 @@ def render_decision(console: Console, record: dict[str, Any]) -> None:
         console.print(table)
 
 
+NO_TIMELINE = (
+    "this decision's record holds no timeline: lab values and dates are patient data, kept only when "
+    "the decision log runs with CDS_DECISION_LOG_PHI=true"
+)
+
+
+def _write_timeline(record: dict[str, Any], path: Path) -> None:
+    """The timeline the record kept (PHI mode), drawn as on the test page; exit 1 when it kept none."""
+    from cds_service.tooling.timeline import render_svg
+    from fhir_mappings.timeline import Timeline
+
+    kept = (record.get("phi") or {}).get("timeline")
+    if not kept:
+        typer.echo(NO_TIMELINE, err=True)
+        raise typer.Exit(1)
+    path.write_text(render_svg(Timeline.from_json(kept)), encoding="utf-8")
+    typer.echo(f"timeline of decision {record['id']} written to {path}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `decisions` and `feedback` command groups to the CLI."""
     decisions = typer.Typer(help="Read and purge the decision log (CDS_DATABASE_URL).", no_args_is_help=True)
@@ -138,6 +158,7 @@ def register(app: typer.Typer) -> None:
     def show(
         key: str = typer.Argument(..., help="a decision id (the response's extension decision-id) or a hookInstance"),
         as_json: bool = typer.Option(False, "--json", help="print the record(s) as JSON"),
+        timeline: Path = typer.Option(None, "--timeline", help="also write the chart's timeline as SVG to this file (records kept with CDS_DECISION_LOG_PHI=true)"),
     ) -> None:
         """Print one decision: fired rules with their facts, silent rules, exclusions, cards, feedback."""
         try:
@@ -147,6 +168,8 @@ def register(app: typer.Typer) -> None:
         if not records:
             typer.echo(f"no decision with id or hookInstance {key!r}", err=True)
             raise typer.Exit(1)
+        if timeline is not None:
+            _write_timeline(records[-1], timeline)
         if as_json:
             _dump(records[0] if len(records) == 1 else records)
             return

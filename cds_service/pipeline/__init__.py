@@ -100,4 +100,5 @@ def decide(request: CDSRequest, service: Service, engine: RuleEngine, data: Pref
         cards=cards,
         duration_ms=(time.perf_counter() - started) * 1000,
         fetched_keys=tuple(sorted(data.fetched_keys)),
+        resources=data.resources,
     )

@@ -2,57 +2,22 @@
 thresholds, oral iron courses as spans, infusions as marks, and the day of the decision.
 
 Drawn as server-rendered SVG (no charting library, nothing fetched at run time) from the same
-readings the rules see: the usable lab results within their lookback (fhir_mappings), the oral
-iron courses and IV iron the therapy facts are built from. A development and review aid (the test
-page, `cds-service evaluate --timeline`), never on the CDS Hooks path.
+readings the rules see (`fhir_mappings.timeline`). A development and review aid (the test page,
+`cds-service evaluate --timeline`, and `cds-service decisions show --timeline` for a decision
+whose record kept its timeline), never on the CDS Hooks path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from html import escape
-from typing import Any, Mapping
 
 from cds_service.decision import Evaluation
-from cds_service.pipeline.prefetch import collect, draft_orders
-from fhir_mappings import medications, observations
-from fhir_mappings.build import utc_today
-from fhir_mappings.context import Context
-from fhir_mappings.prefetch_keys import prefetch_templates
+from cds_service.pipeline.prefetch import draft_orders
+from fhir_mappings.timeline import Timeline, chart_timeline
 
 WIDTH, PANEL, GAP, LEFT, RIGHT, TOP = 640, 90, 18, 64, 16, 10
-PANELS = (
-    ("ferritin", "Ferritin (ug/L)", ("ferritin_low", "ferritin_overload")),
-    ("hemoglobin", "Hemoglobin (g/dL)", ()),
-    ("tsat", "TSAT (%)", ("tsat_low", "tsat_overload")),
-)
-
-
-@dataclass
-class Timeline:
-    today: date
-    points: dict[str, list[tuple[date, float]]] = field(default_factory=dict)
-    thresholds: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    oral_courses: list[tuple[date, date]] = field(default_factory=list)
-    infusions: list[date] = field(default_factory=list)
-
-
-def chart_timeline(resources: list[dict[str, Any]], patient_id: str, now: datetime, params: Mapping[str, Any], drafts: list[dict[str, Any]] | None = None) -> Timeline:
-    """What the picture shows, read as the rules read it."""
-    ctx = Context(patient_id=patient_id, today=utc_today(now), params=params, full_urls={})
-    resources = [r for r in resources if isinstance(r, dict)]
-    labs = observations.candidates(resources, ctx)
-    therapy = medications.collect(resources, [d for d in drafts or [] if isinstance(d, dict)], ctx)
-    timeline = Timeline(today=ctx.today)
-    for analyte, _, names in PANELS:
-        timeline.points[analyte] = sorted((r.day, r.value) for r in labs.results.get(analyte, []))
-        timeline.thresholds[analyte] = [(name, float(params[name])) for name in names if isinstance(params.get(name), (int, float))]
-    for use in therapy.oral:
-        start = use.day or ctx.today
-        timeline.oral_courses.append((start, ctx.today))
-    timeline.infusions = sorted({use.day for use in therapy.iv if use.day})
-    return timeline
+PANELS = (("ferritin", "Ferritin (ug/L)"), ("hemoglobin", "Hemoglobin (g/dL)"), ("tsat", "TSAT (%)"))
 
 
 def render_svg(timeline: Timeline) -> str:
@@ -77,7 +42,7 @@ def render_svg(timeline: Timeline) -> str:
         parts.append(f'<rect class="oral-course" x="{x(start)}" y="{TOP}" width="{max(x(end) - x(start), 2)}" height="{bottom - TOP}"><title>oral iron from {start}</title></rect>')
     for day in timeline.infusions:
         parts.append(f'<line class="infusion" x1="{x(day)}" x2="{x(day)}" y1="{TOP}" y2="{bottom}"><title>IV iron {day}</title></line>')
-    for index, (analyte, label, _) in enumerate(PANELS):
+    for index, (analyte, label) in enumerate(PANELS):
         top = TOP + index * (PANEL + GAP)
         points = timeline.points.get(analyte, [])
         values = [v for _, v in points] + [v for _, v in timeline.thresholds.get(analyte, [])]
@@ -104,8 +69,7 @@ def render_svg(timeline: Timeline) -> str:
 
 
 def evaluation_svg(evaluation: Evaluation) -> str:
-    """The timeline of an evaluated request, from the resources it carried."""
+    """The timeline of an evaluated request, from the resources it was answered from (prefetch and fetched)."""
     request = evaluation.request
-    data = collect(request, prefetch_templates())
-    timeline = chart_timeline(data.resources, request.context.patientId, evaluation.now, evaluation.service.ruleset.parameters, draft_orders(request))
+    timeline = chart_timeline(list(evaluation.resources), request.context.patientId, evaluation.now, evaluation.service.ruleset.parameters, draft_orders(request))
     return render_svg(timeline)

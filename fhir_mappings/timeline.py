@@ -1,0 +1,70 @@
+"""The chart over time, read as the rules read it: the usable ferritin, hemoglobin and TSAT results
+(within their lookback), the profile's thresholds, the oral iron courses and the IV iron infusions.
+
+It is what the timeline picture draws (the test page, `cds-service evaluate --timeline`) and what
+a decision record keeps for `cds-service decisions show --timeline` when the decision log may hold
+patient values (lab values and dates are PHI). Built on demand, never for the CDS Hooks answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Mapping
+
+from fhir_mappings import medications, observations
+from fhir_mappings.build import utc_today
+from fhir_mappings.context import Context
+
+ANALYTE_THRESHOLDS: dict[str, tuple[str, ...]] = {
+    "ferritin": ("ferritin_low", "ferritin_overload"),
+    "hemoglobin": (),
+    "tsat": ("tsat_low", "tsat_overload"),
+}
+"""The analytes drawn, in order, and the profile parameters drawn as threshold lines on each."""
+
+
+@dataclass
+class Timeline:
+    today: date
+    points: dict[str, list[tuple[date, float]]] = field(default_factory=dict)
+    thresholds: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    oral_courses: list[tuple[date, date]] = field(default_factory=list)
+    infusions: list[date] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (ISO dates), as a decision record keeps it."""
+        return {
+            "today": self.today.isoformat(),
+            "points": {a: [[d.isoformat(), v] for d, v in points] for a, points in self.points.items()},
+            "thresholds": {a: [[name, v] for name, v in items] for a, items in self.thresholds.items()},
+            "oral_courses": [[s.isoformat(), e.isoformat()] for s, e in self.oral_courses],
+            "infusions": [d.isoformat() for d in self.infusions],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Timeline:
+        day = date.fromisoformat
+        return cls(
+            today=day(data["today"]),
+            points={a: [(day(d), float(v)) for d, v in points] for a, points in (data.get("points") or {}).items()},
+            thresholds={a: [(str(name), float(v)) for name, v in items] for a, items in (data.get("thresholds") or {}).items()},
+            oral_courses=[(day(s), day(e)) for s, e in data.get("oral_courses") or []],
+            infusions=[day(d) for d in data.get("infusions") or []],
+        )
+
+
+def chart_timeline(resources: list[Any], patient_id: str, now: datetime, params: Mapping[str, Any], drafts: list[Any] | None = None) -> Timeline:
+    """What the picture shows, from the same readers the facts are built with."""
+    ctx = Context(patient_id=patient_id, today=utc_today(now), params=params, full_urls={})
+    resources = [r for r in resources if isinstance(r, dict)]
+    labs = observations.candidates(resources, ctx)
+    therapy = medications.collect(resources, [d for d in drafts or [] if isinstance(d, dict)], ctx)
+    timeline = Timeline(today=ctx.today)
+    for analyte, names in ANALYTE_THRESHOLDS.items():
+        timeline.points[analyte] = sorted((r.day, r.value) for r in labs.results.get(analyte, []))
+        timeline.thresholds[analyte] = [(name, float(params[name])) for name in names if isinstance(params.get(name), (int, float))]
+    for use in therapy.oral:
+        timeline.oral_courses.append((use.day or ctx.today, ctx.today))
+    timeline.infusions = sorted({use.day for use in therapy.iv if use.day})
+    return timeline
