@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from cds_service.engine.conditions import leaf_holds
-from cds_service.engine.ruleset import Rule, iter_leaves
+from cds_service.engine.ruleset import Rule
 
 NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 DATE_FIELDS = ("date",)
@@ -50,7 +50,7 @@ def rule_fact_values(
 ) -> dict[str, dict[str, Any]]:
     """Fact type -> field -> banded (or, in PHI mode, raw) value, for the fields this rule reads."""
     out: dict[str, dict[str, Any]] = {}
-    for leaf in iter_leaves(rule.when):
+    for leaf in rule.leaves():
         fact, name = leaf["fact"], leaf["field"]
         record = facts.get(fact, {})
         values = out.setdefault(fact, {})

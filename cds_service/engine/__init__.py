@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Mapping, Protocol
 
 from cds_service.engine.conditions import Facts, holds_when_unknown
+from cds_service.engine.explain import NodeValues
 from cds_service.engine.ruleset import Rule, RuleSet
 from fhir_mappings.facts import fact_schema
 
@@ -100,24 +101,33 @@ def normalize_facts(facts: Facts) -> dict[str, dict[str, object]]:
     types = _field_types()
     out: dict[str, dict[str, object]] = {}
     for fact_type, record in facts.items():
-        if fact_type not in types:
+        fields_ = types.get(fact_type)
+        if fields_ is None:
             raise EngineError(f"unknown fact type {fact_type!r}")
         clean: dict[str, object] = {}
         for name, value in record.items():
-            accepted = types[fact_type].get(name)
+            accepted = fields_.get(name)
             if accepted is None:
                 raise EngineError(f"unknown fact field {fact_type}.{name}")
-            if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
-                raise EngineError(f"{fact_type}.{name}: a {type(value).__name__} where the fact schema wants {accepted}")
-            if isinstance(value, float):
+            kind = type(value)
+            if kind not in accepted:  # the exact types first (bool is an int subclass; a bool field is not a number)
+                _check_subclass(fact_type, name, value, accepted)
+            if kind is float:
                 if value != value or abs(value) >= MAX_MAGNITUDE:
                     raise EngineError(f"{fact_type}.{name}: number out of range")
                 value = round(value, 4) + 0.0
-            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_MAGNITUDE:
+            elif kind is int and abs(value) >= MAX_MAGNITUDE:
                 raise EngineError(f"{fact_type}.{name}: number out of range")
             clean[name] = value
         out[fact_type] = clean
     return out
+
+
+def _check_subclass(fact_type: str, name: str, value: object, accepted: tuple[type, ...]) -> None:
+    """A value whose exact type the field does not name: refused unless it is a subclass of one it
+    accepts (a str subclass), never a bool where the field is not boolean."""
+    if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted) or isinstance(value, (int, float)):
+        raise EngineError(f"{fact_type}.{name}: a {type(value).__name__} where the fact schema wants {accepted}")
 
 
 def available_engines() -> list[str]:
@@ -173,7 +183,7 @@ def _undecided(ruleset: RuleSet, facts: Facts, unknown: tuple[str, ...]) -> dict
     return undecided
 
 
-def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple[str, ...], engine: str) -> EngineResult:
+def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple[str, ...], engine: str, values: NodeValues | None = None) -> EngineResult:
     """Turn the evaluator's raw answer into the contract: silencing, precedence, order, reasons.
 
     Precedence is cautious about unknown data too: an undecided rule might have fired, so the
@@ -206,7 +216,8 @@ def resolve(ruleset: RuleSet, facts: Facts, raw_fired: list[str], unknown: tuple
             continue
         fired.append(FiredRule(rule=rule, matched_facts=rule.fact_types()))
     silent: list[SilentRule] = []
-    unmet = ruleset.explainer.why(facts, lambda index: ruleset.rules[index].id not in raw and ruleset.rules[index].id not in silenced)
+    rules = ruleset.rules
+    unmet = ruleset.explainer.why(facts, lambda index: rules[index].id not in raw and rules[index].id not in silenced, values)
     for rule, why in zip(ruleset.rules, unmet):
         if rule.id in silenced:
             silent.append(SilentRule(rule=rule, why=silenced[rule.id]))
@@ -226,13 +237,18 @@ class RuleEngine:
 
     def evaluate(self, facts: Facts, unknown: tuple[str, ...] = ()) -> EngineResult:
         facts = normalize_facts(facts)
+        values = None
         try:
-            raw = self.evaluator.fired(facts)
+            if self.name == "python":  # the reference evaluator's node values also say why a rule is silent
+                values = self.evaluator.node_values(facts)  # type: ignore[attr-defined]
+                raw = self.evaluator.fired(facts, values)  # type: ignore[call-arg]
+            else:
+                raw = self.evaluator.fired(facts)
         except EngineError:
             raise
         except Exception as exc:
             raise EngineError(f"{self.name} evaluator failed: {type(exc).__name__}") from exc
-        return resolve(self.ruleset, facts, raw, unknown, self.name)
+        return resolve(self.ruleset, facts, raw, unknown, self.name, values)
 
     def close(self) -> None:
         self.evaluator.close()

@@ -127,10 +127,16 @@ class Explainer:
                 append(not any(step(values)))
         return values
 
-    def why(self, facts: Facts, which: Callable[[int], bool] = lambda i: True) -> list[str | None]:
+    def holding(self, values: NodeValues) -> list[int]:
+        """The indexes of the conditions (rules) that hold, read from `node_values`."""
+        return [i for i, root in enumerate(self._roots) if values[root.slot]]
+
+    def why(self, facts: Facts, which: Callable[[int], bool] = lambda i: True, values: NodeValues | None = None) -> list[str | None]:
         """For each rule (in the order given at construction) the reference's `first_unmet`;
-        rules for which `which(index)` is false are skipped (None)."""
-        values = self.node_values(facts)
+        rules for which `which(index)` is false are skipped (None). `values` are the fact set's
+        `node_values` when the caller has them already."""
+        if values is None:
+            values = self.node_values(facts)
         return [root.first_unmet(values) if which(i) else None for i, root in enumerate(self._roots)]
 
 

@@ -43,6 +43,14 @@ class Rule:
     description: str | None = None
     notes: str | None = None
 
+    def leaves(self) -> tuple[Mapping[str, Any], ...]:
+        """The leaf tests of this rule's condition, depth first, in file order (made once per rule)."""
+        cached = self.__dict__.get("_leaves")
+        if cached is None:
+            cached = tuple(iter_leaves(self.when))
+            object.__setattr__(self, "_leaves", cached)
+        return cached
+
     def fields(self) -> tuple[tuple[str, str], ...]:
         """The (fact, field) pairs this rule reads, sorted."""
         cached = self.__dict__.get("_fields")
@@ -89,6 +97,9 @@ class RuleSet:
     """The profile used when none is named, listed first."""
     shared_conditions: Mapping[str, SharedCondition] = field(default_factory=dict)
     """The shared conditions its rules may name (rules/conditions.yaml)."""
+    derived: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """What later stages compute once from this rule set alone (the cards' rule lines), by name; a
+    copy made with dataclasses.replace starts empty."""
 
     @property
     def short_name(self) -> str:

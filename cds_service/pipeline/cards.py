@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import yaml
 
 from cds_service.engine import EngineResult, FiredRule
-from cds_service.engine.ruleset import RULES_DIR, RuleSet
+from cds_service.engine.ruleset import RULES_DIR, Rule, RuleSet
 from cds_service.ids import new_id
 from cds_service.pipeline import suggestions as fhir
 from cds_service.pipeline.card_texts import CardTexts, OutcomeTexts, applicable, fill, first_applicable, load_card_texts
@@ -150,6 +151,7 @@ class CardFacts:
         self.course_start = self._course_start()
         self.recheck = self._recheck_window()
         self.values = self._values()
+        self.rule_lines = rule_lines(ruleset, texts)
 
     # -- values -----------------------------------------------------------------------------
     def _course_start(self) -> date:
@@ -241,6 +243,7 @@ class CardBuilder:
         self.recheck = shared.recheck
         self.values = shared.values
         self.withheld = shared.withheld
+        self.rule_lines = shared.rule_lines
 
     def _markdown_values(self) -> Mapping[str, str | None]:
         return _Escaped(self.values)
@@ -285,8 +288,7 @@ class CardBuilder:
         md = self._markdown_values()
         common = self.texts.common
         lines: list[str] = []
-        why = [self._reason_line(f) for f in self.fired]
-        why = list(dict.fromkeys(w for w in why if w))
+        why = list(dict.fromkeys(w for f in self.fired if (w := self._lines(f.rule).reason)))
         if why:
             lines.append(common.get("reasons_heading", "**Why:**"))
             lines += [f"- {w}" for w in why]
@@ -311,26 +313,6 @@ class CardBuilder:
             lines += [f"- {s}" for s in sources]
         return "\n".join(lines).strip()
 
-    def _reason_line(self, fired: FiredRule) -> str:
-        rule = fired.rule
-        text = _escape(self._with_parameter_values(rule.reason_text or rule.title)) or ""
-        return f"({rule.reason}) {text}" if rule.reason else text
-
-    def _with_parameter_values(self, text: str) -> str:
-        """Rule titles may name parameters (`oral_trial_days`); a clinician reads their values."""
-
-        def value(match: re.Match[str]) -> str:
-            name = match.group(0)
-            number = _num(self.params.get(name))
-            if number is None:
-                return name.replace("_", " ")
-            unit = str((self.ruleset.parameter_docs.get(name) or {}).get("unit", ""))
-            unit = {"d": "days", "%": "%"}.get(unit, unit)
-            return f"{number} {unit}".strip()
-
-        if not self.params:
-            return text
-        return _parameter_pattern(tuple(self.params)).sub(value, text)
 
     def _safety_sentences(self, md: Mapping[str, str | None]) -> list[str]:
         """Section 3a texts that depend on the situation, not on a template's condition."""
@@ -371,25 +353,13 @@ class CardBuilder:
         return lines
 
     def _citations(self) -> list[str]:
-        seen: list[tuple[str, str]] = []
-        out: list[str] = []
-        titles = _source_titles()
-        for f in self.fired:
-            citation = f.rule.citation or {}
-            source, text = str(citation.get("source", "")), " ".join(str(citation.get("text", "")).split())
-            if not text or (source, text) in seen:
-                continue
-            seen.append((source, text))
-            if source == "article":
-                line = f"{self.texts.common.get('article_prefix', 'the article states:')} {text}"
-                line = line[0].upper() + line[1:]
-            else:
-                name = self.texts.source_names.get(source) or titles.get(source) or source
-                line = f"{name}: {text}"
-                if citation.get("strength"):
-                    line += f" (strength: {citation['strength']})"
-            out.append(line)
-        return out
+        """The fired rules' citation lines, each once (two rules may cite the same passage)."""
+        return list(dict.fromkeys(line for f in self.fired if (line := self._lines(f.rule).citation)))
+
+    def _lines(self, rule: Rule) -> RuleLines:
+        """The rule's lines made with its rule set, or made now for a rule from elsewhere."""
+        lines = self.rule_lines.get(rule.id)
+        return lines if lines is not None and lines.rule is rule else _rule_lines(rule, self.ruleset, self.texts)
 
     def links(self) -> list[JSON]:
         links, seen = [], set()
@@ -471,6 +441,67 @@ class CardBuilder:
         "stop": _suggest_stop,
     }
     """How each suggestion kind cards.yaml may name (card_texts.SUGGESTION_KINDS) is built as FHIR resources."""
+
+
+@dataclass(frozen=True)
+class RuleLines:
+    """What a card says of one fired rule, whatever the chart: its "Why" line and its citation line."""
+
+    rule: Rule
+    reason: str
+    citation: str | None
+
+
+def rule_lines(ruleset: RuleSet, texts: CardTexts) -> Mapping[str, RuleLines]:
+    """Rule id -> its lines: a function of the rule files and the profile's parameters only, so
+    made once per rule set (`RuleSet.derived`), not per card."""
+    lines = ruleset.derived.get("card_rule_lines")
+    if lines is None:
+        lines = {rule.id: _rule_lines(rule, ruleset, texts) for rule in ruleset.rules}
+        ruleset.derived["card_rule_lines"] = lines
+    return lines
+
+
+def _rule_lines(rule: Rule, ruleset: RuleSet, texts: CardTexts) -> RuleLines:
+    return RuleLines(rule, _reason_line(rule, ruleset), _citation_line(rule, texts))
+
+
+def _reason_line(rule: Rule, ruleset: RuleSet) -> str:
+    text = _escape(_with_parameter_values(rule.reason_text or rule.title, ruleset)) or ""
+    return f"({rule.reason}) {text}" if rule.reason else text
+
+
+def _with_parameter_values(text: str, ruleset: RuleSet) -> str:
+    """Rule titles may name parameters (`oral_trial_days`); a clinician reads their values."""
+    params = ruleset.parameters
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(0)
+        number = _num(params.get(name))
+        if number is None:
+            return name.replace("_", " ")
+        unit = str((ruleset.parameter_docs.get(name) or {}).get("unit", ""))
+        unit = {"d": "days", "%": "%"}.get(unit, unit)
+        return f"{number} {unit}".strip()
+
+    if not params:
+        return text
+    return _parameter_pattern(tuple(params)).sub(value, text)
+
+
+def _citation_line(rule: Rule, texts: CardTexts) -> str | None:
+    citation = rule.citation or {}
+    source, text = str(citation.get("source", "")), " ".join(str(citation.get("text", "")).split())
+    if not text:
+        return None
+    if source == "article":
+        line = f"{texts.common.get('article_prefix', 'the article states:')} {text}"
+        return line[0].upper() + line[1:]
+    name = texts.source_names.get(source) or _source_titles().get(source) or source
+    line = f"{name}: {text}"
+    if citation.get("strength"):
+        line += f" (strength: {citation['strength']})"
+    return line
 
 
 @lru_cache(maxsize=8)
