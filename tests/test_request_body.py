@@ -62,6 +62,27 @@ def test_malformed_json_names_the_byte_where_it_breaks(client):
     assert 0 < detail[0]["loc"][1] <= len(raw) - 40
 
 
+def test_the_body_is_parsed_once(client, monkeypatch):
+    """The guard parses the body for its limits; the route validates that parse and never
+    parses the bytes again. One the guard could not parse still gets the route's own 400."""
+    import starlette.requests
+    from types import SimpleNamespace
+
+    parsed_by_the_route: list[bytes] = []
+
+    def route_parse(body: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed_by_the_route.append(body)
+        return json.loads(body, *args, **kwargs)
+
+    monkeypatch.setattr(starlette.requests, "json", SimpleNamespace(loads=route_parse, JSONDecodeError=json.JSONDecodeError))
+    response = post(client, SERVICE, json.dumps(chart()).encode())
+    assert response.status_code == 200 and outcomes(response) == ["start-oral-iron"]
+    assert parsed_by_the_route == []
+    response = post(client, SERVICE, b'{"hook": "patient-view",')
+    assert invalid(response, "not valid JSON")[0]["type"] == "json_invalid"
+    assert len(parsed_by_the_route) == 1
+
+
 def test_an_empty_body_is_missing(client):
     assert invalid(post(client, SERVICE, b""), "the body is empty")[0] == {"loc": ["body"], "msg": "Field required", "type": "missing"}
 

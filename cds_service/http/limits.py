@@ -97,29 +97,41 @@ class BodyLimits:
         return min(2 * self.max_array_items, 2 * self.max_resource_elements, self.max_string_chars)
 
 
-def body_problem(body: bytes, limits: BodyLimits) -> tuple[int, str, str] | None:
-    """Why a JSON body is refused (status, code, detail), or None. A body that is not JSON passes:
-    the route answers it with its own 400."""
+Problem = tuple[int, str, str]
+"""Why a body is refused: status, error code, one-sentence detail."""
+UNPARSED = object()
+"""What `check_body` hands on for a body it could not parse (or did not need to)."""
+
+
+def check_body(body: bytes, limits: BodyLimits) -> tuple[Problem | None, Any]:
+    """Why a JSON body is refused (or None), and the body parsed (`UNPARSED` when it is not JSON).
+
+    A body that is not JSON passes: the route answers it with its own 400. The parsed body is
+    what the route then validates, so the body is parsed once (orjson); one orjson refuses is left
+    to the route's own parser, which answers as it always does.
+    """
     if not body.strip():
-        return None
+        return None, UNPARSED
     max_depth = limits.max_depth
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         message = str(exc).lower()
         if "recursion" in message or "depth" in message:
-            return 400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"
-        return None
+            return (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"), UNPARSED
+        return None, UNPARSED
     if json_depth(body) > max_depth:
-        return 400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"
+        return (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"), UNPARSED
     if bundle_entries(value) > limits.max_entries:
-        return 413, "too-many-entries", f"more than {limits.max_entries} Bundle entries in one request"
+        return (413, "too-many-entries", f"more than {limits.max_entries} Bundle entries in one request"), UNPARSED
     if len(body) >= limits.walk_from:
-        return resource_problem(value, limits)
-    return None
+        problem = resource_problem(value, limits)
+        if problem is not None:
+            return problem, UNPARSED
+    return None, value
 
 
-def resource_problem(request: Any, limits: BodyLimits) -> tuple[int, str, str] | None:
+def resource_problem(request: Any, limits: BodyLimits) -> Problem | None:
     """The first per-resource limit the request breaks: an array longer than `max_array_items`
     (a Bundle's `entry` excepted: `max_entries` bounds it), a string longer than
     `max_string_chars`, or a resource (each Bundle entry, each single resource) with more than

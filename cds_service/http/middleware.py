@@ -8,7 +8,8 @@ For every request it
 - refuses, before the application reads anything, a body over `max_bytes` (declared or streamed:
   413, after reading and dropping the rest of the body so that any client can read it), and one
   that breaks a `BodyLimits` limit (depth 400; Bundle entries, array items, string size, elements
-  per resource 413), with the service's JSON error body;
+  per resource 413), with the service's JSON error body, and hands the body it parsed for that
+  on to the route (`PARSED_BODY_KEY`), which validates it without parsing the bytes again;
 - adds the security headers (no sniffing, no referrer, no framing, a CSP, HSTS over https) and
   `Cache-Control: no-store` except under /static;
 - answers anything the application or this layer lets out with a JSON 500 that names no patient
@@ -36,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service.errors import CDSError
 from cds_service.http.auth import CHALLENGE, CLAIMS_KEY, PROTECTED, AuthFailure, JWTVerifier, verify_request
-from cds_service.http.limits import BodyLimits, body_problem, send_json_error
+from cds_service.http.limits import UNPARSED, BodyLimits, check_body, send_json_error
 from cds_service.ids import new_request_id
 from cds_service.observability import metrics
 from cds_service.observability.logging import close_context, current_context, open_context
@@ -49,6 +50,8 @@ BODY_METHODS = {"POST", "PUT", "PATCH"}
 DRAIN_FACTOR = 4
 BODY_SIZE_KEY = "cds.body_bytes"
 """Where the guard leaves the size of the body it read (ASGI scope): a large one is answered off the event loop."""
+PARSED_BODY_KEY = "cds.body_json"
+"""Where the guard leaves the JSON body it parsed for its limits, so that the route does not parse it again."""
 
 API_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -200,13 +203,15 @@ class RequestGuard:
                 break
         body = b"".join(chunks)
         if len(body) >= self.offload_bytes and self.offload is not None:  # checked off the loop: the loop keeps serving
-            problem = await asyncio.get_running_loop().run_in_executor(self.offload, body_problem, body, self.limits)
+            problem, document = await asyncio.get_running_loop().run_in_executor(self.offload, check_body, body, self.limits)
         else:
-            problem = body_problem(body, self.limits)
+            problem, document = check_body(body, self.limits)
         if problem is not None:
             await send_json_error(send, *problem)
             return None
         scope[BODY_SIZE_KEY] = len(body)
+        if document is not UNPARSED:
+            scope[PARSED_BODY_KEY] = document
         return _replay(body, None, receive)
 
     async def _too_large(self, send: Send, receive: Receive, *, already: int, declared: int | None, more: bool = True) -> None:

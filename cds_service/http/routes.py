@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
 from cds_service import pipeline
 from cds_service.errors import BadRequest, CDSError, UnknownService
 from cds_service.hooks import HOOKS, CDSRequest, CDSResponse, Discovery, ErrorBody, Feedback, FeedbackReceipt
 from cds_service.http.auth import Caller, fhir_servers_for
-from cds_service.http.middleware import BODY_SIZE_KEY
+from cds_service.http.middleware import BODY_SIZE_KEY, PARSED_BODY_KEY
 from cds_service.ids import new_id
 from cds_service.observability import metrics
 from cds_service.observability.logging import bind
 from cds_service.pipeline.services import Service
 from cds_service.runtime import Runtime
 
-router = APIRouter(tags=["CDS Hooks"])
+class ParsedBodyRequest(Request):
+    """A request whose JSON body is the one the guard already parsed (orjson) for its limits.
+
+    FastAPI still reads the body, checks its Content-Type and validates it as it always does;
+    only the second parse is saved. A body the guard could not parse is parsed here as usual,
+    so an invalid one gets FastAPI's own error.
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = self.scope[PARSED_BODY_KEY] if PARSED_BODY_KEY in self.scope else await super().json()
+        return self._json
+
+
+class ParsedBodyRoute(APIRoute):
+    """FastAPI's route with `ParsedBodyRequest` (FastAPI's "custom Request and APIRoute class")."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_parsed_body(request: Request) -> Response:
+            return await handler(ParsedBodyRequest(request.scope, request.receive))
+
+        return with_parsed_body
+
+
+router = APIRouter(tags=["CDS Hooks"], route_class=ParsedBodyRoute)
 ERRORS = {
     400: {"model": ErrorBody, "description": "not a valid CDS Hooks request for this service"},
     401: {"model": ErrorBody, "description": "the bearer JWT is missing or not acceptable"},
