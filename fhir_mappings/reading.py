@@ -1,7 +1,7 @@
 """The elements each fact is built from, typed as FHIR R4 says, and nothing else.
 
-A resource is read through a small pydantic model per resource type that names only the elements
-the mappers use: resourceType, id, the subject or patient reference, the status elements, the
+A resource is read through a small pydantic shape (a TypedDict) per resource type that names only
+the elements the mappers use: resourceType, id, the subject or patient reference, the status elements, the
 codings of the code or medication, the value and its unit, the dates, and the references a fact
 follows (medicationReference, priorPrescription). Every other element is ignored, so an empty
 `display`, an empty `note`, an unknown extension or a `category` sent as one object instead of a
@@ -17,7 +17,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictStr, StringConstraints, ValidationError
+from pydantic import AfterValidator, ConfigDict, StrictBool, StrictStr, StringConstraints, TypeAdapter, ValidationError, with_config
+from typing_extensions import Required, TypedDict
 
 # FHIR R4 primitive syntaxes, checked by pydantic's own (compiled) patterns. A dateTime with a time
 # must carry its timezone; seconds may be left out, as the date reader accepts them.
@@ -39,124 +40,140 @@ DateTime = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH
 Date = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH_DAY}$"), AfterValidator(_real_day)]
 
 
-class _Elements(BaseModel):
-    """Only the declared elements are checked; everything else in the JSON is ignored."""
-
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
-
-
-class Coding(_Elements):
-    system: Uri | None = None
-    code: Code | None = None
+# Each shape is a TypedDict validated by a TypeAdapter: only its keys are checked, everything else
+# in the JSON is ignored, and no model object is built (validation is all that is wanted of it).
+_ELEMENTS = ConfigDict(extra="ignore", strict=True)
 
 
-class CodeableConcept(_Elements):
-    coding: list[Coding] | None = None
+@with_config(_ELEMENTS)
+class Coding(TypedDict, total=False):
+    system: Uri | None
+    code: Code | None
 
 
-class Reference(_Elements):
-    reference: StrictStr | None = None
+@with_config(_ELEMENTS)
+class CodeableConcept(TypedDict, total=False):
+    coding: list[Coding] | None
 
 
-class Quantity(_Elements):
-    value: float | None = None
-    comparator: Literal["<", "<=", ">=", ">"] | None = None
-    unit: StrictStr | None = None
-    system: Uri | None = None
-    code: Code | None = None
+@with_config(_ELEMENTS)
+class Reference(TypedDict, total=False):
+    reference: StrictStr | None
 
 
-class Period(_Elements):
-    start: DateTime | None = None
+@with_config(_ELEMENTS)
+class Quantity(TypedDict, total=False):
+    value: float | None
+    comparator: Literal["<", "<=", ">=", ">"] | None
+    unit: StrictStr | None
+    system: Uri | None
+    code: Code | None
 
 
-class _Resource(_Elements):
-    resourceType: StrictStr
-    id: Id | None = None
+@with_config(_ELEMENTS)
+class Period(TypedDict, total=False):
+    start: DateTime | None
 
 
-class Observation(_Resource):
-    status: Code
-    code: CodeableConcept
-    subject: Reference | None = None
-    effectiveDateTime: DateTime | None = None
-    effectiveInstant: DateTime | None = None
-    effectivePeriod: Period | None = None
-    issued: DateTime | None = None
-    valueQuantity: Quantity | None = None
-    valueCodeableConcept: CodeableConcept | None = None
+@with_config(_ELEMENTS)
+class _Resource(TypedDict, total=False):
+    resourceType: Required[StrictStr]
+    id: Id | None
 
 
-class Condition(_Resource):
-    clinicalStatus: CodeableConcept | None = None
-    verificationStatus: CodeableConcept | None = None
-    code: CodeableConcept
-    subject: Reference
-    onsetDateTime: DateTime | None = None
-    abatementDateTime: DateTime | None = None
+class Observation(_Resource, total=False):
+    status: Required[Code]
+    code: Required[CodeableConcept]
+    subject: Reference | None
+    effectiveDateTime: DateTime | None
+    effectiveInstant: DateTime | None
+    effectivePeriod: Period | None
+    issued: DateTime | None
+    valueQuantity: Quantity | None
+    valueCodeableConcept: CodeableConcept | None
 
 
-class AllergyIntolerance(_Resource):
-    clinicalStatus: CodeableConcept | None = None
-    verificationStatus: CodeableConcept | None = None
-    code: CodeableConcept
-    patient: Reference
+class Condition(_Resource, total=False):
+    clinicalStatus: CodeableConcept | None
+    verificationStatus: CodeableConcept | None
+    code: Required[CodeableConcept]
+    subject: Required[Reference]
+    onsetDateTime: DateTime | None
+    abatementDateTime: DateTime | None
 
 
-class _MedicationUse(_Resource):
-    status: Code
-    subject: Reference
-    medicationCodeableConcept: CodeableConcept | None = None
-    medicationReference: Reference | None = None
+class AllergyIntolerance(_Resource, total=False):
+    clinicalStatus: CodeableConcept | None
+    verificationStatus: CodeableConcept | None
+    code: Required[CodeableConcept]
+    patient: Required[Reference]
 
 
-class DispenseRequest(_Elements):
-    validityPeriod: Period | None = None
+class _MedicationUse(_Resource, total=False):
+    medicationCodeableConcept: CodeableConcept | None
+    medicationReference: Reference | None
 
 
-class MedicationRequest(_MedicationUse):
-    doNotPerform: StrictBool | None = None
-    authoredOn: DateTime | None = None
-    dispenseRequest: DispenseRequest | None = None
-    priorPrescription: Reference | None = None
+class _SubjectAndStatus(_MedicationUse, total=False):
+    status: Required[Code]
+    subject: Required[Reference]
 
 
-class MedicationStatement(_MedicationUse):
-    effectiveDateTime: DateTime | None = None
-    effectivePeriod: Period | None = None
+@with_config(_ELEMENTS)
+class DispenseRequest(TypedDict, total=False):
+    validityPeriod: Period | None
 
 
-class MedicationAdministration(_MedicationUse):
-    effectiveDateTime: DateTime | None = None
-    effectivePeriod: Period | None = None
+class _Request(_MedicationUse, total=False):
+    doNotPerform: StrictBool | None
+    authoredOn: DateTime | None
+    dispenseRequest: DispenseRequest | None
+    priorPrescription: Reference | None
 
 
-class Ingredient(_Elements):
-    itemCodeableConcept: CodeableConcept | None = None
+class MedicationRequest(_Request, _SubjectAndStatus, total=False):
+    pass
 
 
-class Medication(_Resource):
-    code: CodeableConcept | None = None
-    ingredient: list[Ingredient] | None = None
-
-
-class Patient(_Resource):
-    gender: Literal["male", "female", "other", "unknown"] | None = None
-    birthDate: Date | None = None
-
-
-class DraftMedicationRequest(MedicationRequest):
+class DraftMedicationRequest(_Request, total=False):
     """A draft order of an order hook: the hook says whose it is and that it is being placed, so
     neither a subject nor a status is required."""
 
-    subject: Reference | None = None  # type: ignore[assignment]
-    status: Code | None = None  # type: ignore[assignment]
+    status: Code | None
+    subject: Reference | None
 
 
-MODELS: dict[str, type[_Resource]] = {
-    model.__name__: model
-    for model in (Observation, Condition, AllergyIntolerance, MedicationRequest, MedicationStatement, MedicationAdministration, Medication, Patient)
+class MedicationStatement(_SubjectAndStatus, total=False):
+    effectiveDateTime: DateTime | None
+    effectivePeriod: Period | None
+
+
+class MedicationAdministration(_SubjectAndStatus, total=False):
+    effectiveDateTime: DateTime | None
+    effectivePeriod: Period | None
+
+
+@with_config(_ELEMENTS)
+class Ingredient(TypedDict, total=False):
+    itemCodeableConcept: CodeableConcept | None
+
+
+class Medication(_Resource, total=False):
+    code: CodeableConcept | None
+    ingredient: list[Ingredient] | None
+
+
+class Patient(_Resource, total=False):
+    gender: Literal["male", "female", "other", "unknown"] | None
+    birthDate: Date | None
+
+
+READERS: dict[str, TypeAdapter[Any]] = {
+    shape.__name__: TypeAdapter(shape)
+    for shape in (Observation, Condition, AllergyIntolerance, MedicationRequest, MedicationStatement, MedicationAdministration, Medication, Patient)
 }
+DRAFT_READER: TypeAdapter[Any] = TypeAdapter(DraftMedicationRequest)
+CODE_READER: TypeAdapter[Any] = TypeAdapter(CodeableConcept)
 
 
 def _path(location: tuple[Any, ...]) -> str:
@@ -170,10 +187,10 @@ def _path(location: tuple[Any, ...]) -> str:
     return out[:120] or "resource"
 
 
-def _first_malformed(model: type[BaseModel], value: Any, prefix: tuple[Any, ...] = ()) -> str | None:
-    """The path of the first element of `value` that `model` refuses, or None when it reads."""
+def _first_malformed(reader: TypeAdapter[Any], value: Any, prefix: tuple[Any, ...] = ()) -> str | None:
+    """The path of the first element of `value` that `reader` refuses, or None when it reads."""
     try:
-        model.model_validate(value)
+        reader.validate_python(value)
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_context=False, include_url=False)
         return _path((*prefix, *errors[0]["loc"])) if errors else _path(prefix)
@@ -188,7 +205,7 @@ def unreadable_code(resource: dict[str, Any], key: str) -> str | None:
     For a resource whose codes matched no value set: when its code cannot be read, nobody can
     tell what it records, and the trace says so.
     """
-    return _first_malformed(CodeableConcept, resource[key], (key,)) if key in resource else None
+    return _first_malformed(CODE_READER, resource[key], (key,)) if key in resource else None
 
 
 def unreadable_element(resource: dict[str, Any], *, draft: bool = False) -> str | None:
@@ -197,7 +214,7 @@ def unreadable_element(resource: dict[str, Any], *, draft: bool = False) -> str 
     `draft` reads a draft order of an order hook (no subject required).
     """
     kind = resource.get("resourceType")
-    model = DraftMedicationRequest if draft and kind == "MedicationRequest" else MODELS.get(kind)  # type: ignore[arg-type]
-    if model is None:
+    reader = DRAFT_READER if draft and kind == "MedicationRequest" else READERS.get(kind)  # type: ignore[arg-type]
+    if reader is None:
         return "resourceType"
-    return _first_malformed(model, resource)
+    return _first_malformed(reader, resource)

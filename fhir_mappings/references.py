@@ -103,6 +103,8 @@ def patient_copies(resources: list[dict[str, Any]], patient_id: str) -> tuple[li
     if only != patient_id:
         shown = f"Patient/{only}" if only else "a Patient without id"
         return [], [f"{shown} is not the context patient: ignored (age and sex unknown)"]
+    if len(patients) == 1:
+        return patients, []
     # The order must not depend on the order of resources in the request.
     copies = sorted(patients, key=lambda r: repr(sorted(r.items(), key=lambda kv: kv[0])), reverse=True)
     notes = [f"Patient/{patient_id} appears several times with different content"] if any(p != copies[0] for p in copies) else []
