@@ -297,13 +297,16 @@ def stage_figures(requests: list[dict[str, Any]], runs: int = 200) -> dict[str, 
     when `runs` is larger), and the cost of the rules under each engine."""
     from cds_service.engine import RuleEngine, available_engines
     from cds_service.hooks import CDSRequest
+    from cds_service.http.limits import BodyLimits, check_body
     from cds_service.pipeline import cards, mapping_input, prefetch
     from cds_service.runtime import build_runtime
     from cds_service.settings import Settings
     from fhir_mappings import build_facts
     from fhir_mappings.prefetch_keys import prefetch_templates
 
-    runtime = build_runtime(Settings(auth_mode="off", database_url="sqlite:///:memory:"))
+    settings = Settings(auth_mode="off", database_url="sqlite:///:memory:")
+    runtime = build_runtime(settings)
+    limits = BodyLimits.of(settings)
     service = runtime.services[SERVICE_ID]
     bodies = [orjson.dumps(r) for r in requests]
     timings: dict[str, list[float]] = {k: [] for k in ("parse", "prefetch", "map", "rules", "cards", "serialise")}
@@ -312,7 +315,8 @@ def stage_figures(requests: list[dict[str, Any]], runs: int = 200) -> dict[str, 
     for run in range(runs):
         raw = bodies[run % len(bodies)]
         t0 = time.perf_counter()
-        parsed = CDSRequest.model_validate_json(raw)
+        problem, document = check_body(raw, limits)  # as the service: the guard parses and checks the body once,
+        parsed = CDSRequest.model_validate(document)  # and the route validates that parse
         t1 = time.perf_counter()
         data = prefetch.collect(parsed, prefetch_templates())
         t2 = time.perf_counter()

@@ -119,13 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestGuard,
         max_bytes=settings.max_body_bytes,
-        limits=BodyLimits(
-            max_depth=settings.max_json_depth,
-            max_entries=settings.max_bundle_entries,
-            max_array_items=settings.max_array_items,
-            max_string_chars=settings.max_string_chars,
-            max_resource_elements=settings.max_resource_elements,
-        ),
+        limits=BodyLimits.of(settings),
         offload_bytes=settings.offload_bytes,
         offload=runtime.offload,
         services=set(runtime.services),

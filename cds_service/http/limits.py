@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from starlette.types import Send
 
+from cds_service.settings import Settings
+
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
@@ -89,6 +91,16 @@ class BodyLimits:
     max_array_items: int
     max_string_chars: int
     max_resource_elements: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyLimits:
+        return cls(
+            max_depth=settings.max_json_depth,
+            max_entries=settings.max_bundle_entries,
+            max_array_items=settings.max_array_items,
+            max_string_chars=settings.max_string_chars,
+            max_resource_elements=settings.max_resource_elements,
+        )
 
     @property
     def walk_from(self) -> int:
