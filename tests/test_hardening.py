@@ -127,10 +127,10 @@ def test_an_unexpected_error_is_a_json_500_without_trace_or_patient_data(small, 
 def test_an_error_in_a_middleware_is_a_json_500_with_headers_and_request_id(small, monkeypatch, caplog):
     """Edge, the outermost layer, answers for a middleware that fails (here the JSON limits)."""
 
-    def explode(body: bytes) -> int:
+    def explode(body: bytes) -> bytes:
         raise RuntimeError("boom while reading patient Jane Example")
 
-    monkeypatch.setattr(limits, "json_depth", explode)
+    monkeypatch.setattr(limits, "structure", explode)
     with caplog.at_level(logging.INFO):
         response = small.post(SERVICE, json=fx.cds_request([fx.condition("rls")]), headers={"X-Request-ID": "ehr-req-500"})
     assert_json_error(response, 500, "internal-error")
@@ -332,3 +332,38 @@ def _true_depth(value: Any) -> int:
 def test_json_depth_is_exact(value, compact):
     body = orjson.dumps(value) if compact else json.dumps(value, indent=1, ensure_ascii=False).encode()
     assert json_depth(body) == _true_depth(value)
+
+
+def _values(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(_values(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_values(v) for v in value)
+    return 1
+
+
+@hypothesis_settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(_JSON, st.booleans())
+def test_the_value_bound_is_never_below_the_values(value, compact):
+    """The guard skips the per-resource walk only when the body cannot hold enough values to
+    break a limit: its bound must never undercount (and empty arrays are its only slack)."""
+    body = orjson.dumps(value) if compact else json.dumps(value, indent=1, ensure_ascii=False).encode()
+    assert limits.values_at_most(limits.structure(body)) >= _values(value)
+
+
+_RESOURCE = st.dictionaries(_TRICKY_TEXT, _JSON, max_size=4).map(lambda r: {"resourceType": "Observation", **r})
+_REQUEST = st.lists(_RESOURCE, max_size=4).map(
+    lambda resources: {"hook": "patient-view", "prefetch": {"labs": {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}}}
+)
+
+
+@hypothesis_settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(_REQUEST, st.integers(1, 6), st.integers(1, 40), st.integers(1, 40))
+def test_the_guard_refuses_exactly_what_the_full_walk_refuses(request, max_items, max_chars, max_elements):
+    """Walking less (only the limits the body could break, or only its containers) refuses the
+    same bodies, with the same answer, as walking every value."""
+    body = orjson.dumps(request)
+    bounds = limits.BodyLimits(max_depth=64, max_entries=5000, max_array_items=max_items, max_string_chars=max_chars, max_resource_elements=max_elements)
+    problem, parsed = limits.check_body(body, bounds)
+    assert problem == limits.resource_problem(request, bounds)
+    assert (parsed is limits.UNPARSED) == (problem is not None)

@@ -30,28 +30,44 @@ async def send_json_error(send: Send, status: int, code: str, detail: str, heade
     await send({"type": "http.response.body", "body": body})
 
 
-_NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{},:')
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
 
 
-def json_depth(body: bytes) -> int:
-    """Nesting depth of valid JSON bytes, counted on its brackets outside strings.
+def structure(body: bytes) -> bytes:
+    """The brackets, commas and colons of valid JSON bytes that are outside strings, in order.
 
     Escapes are dropped (`\\\\` first, then `\\"`), so the remaining quotes delimit strings. Of
-    the rest only quotes and brackets are kept, and adjacent `""` pairs removed: a pair is either
-    a whole string without brackets, or the end of one string and the start of the next with
-    nothing between them, which merges the two strings' brackets into one string. Either way
-    every bracket left between a quote and the next one was inside a string, so cutting those
-    few strings out leaves exactly the brackets outside strings. The depth is the highest
-    running sum of +1 per opening and -1 per closing bracket. All of it runs at C speed.
+    the rest only quotes, brackets, commas and colons are kept, and adjacent `""` pairs removed:
+    a pair is either a whole string without those characters, or the end of one string and the
+    start of the next with nothing between them, which merges the two strings' characters into
+    one string. Either way every character left between a quote and the next one was inside a
+    string, so cutting those few strings out leaves exactly the structure outside strings. All of
+    it runs at C speed.
     """
     unescaped = body
     if b"\\" in body:  # one byte: found by memchr, where each two-byte search costs ~1 ns a byte
         unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    skeleton = unescaped.translate(None, _NOT_QUOTES_OR_BRACKETS).replace(b'""', b"")
-    if b'"' in skeleton:  # strings holding brackets (a LOINC display: "Ferritin [Mass/volume]...")
+    skeleton = unescaped.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in skeleton:  # strings holding structure (a LOINC display: "Ferritin [Mass/volume]...")
         skeleton = b"".join(skeleton.split(b'"')[::2])
-    return max(accumulate(array("b", skeleton.translate(_STEPS))), default=0)
+    return skeleton
+
+
+def depth_of(skeleton: bytes) -> int:
+    """The nesting depth: the highest running sum of +1 per opening and -1 per closing bracket."""
+    return max(accumulate(array("b", skeleton.translate(_STEPS, b",:"))), default=0)
+
+
+def values_at_most(skeleton: bytes) -> int:
+    """An upper bound on the number of JSON values: each value but the root follows a `[`, a `,`
+    or a `:` (a comma between object members precedes a key, and an empty array has none)."""
+    return 1 + skeleton.count(b"[") + skeleton.count(b",") + skeleton.count(b":")
+
+
+def json_depth(body: bytes) -> int:
+    """Nesting depth of valid JSON bytes, counted on its brackets outside strings (`structure`)."""
+    return depth_of(structure(body))
 
 
 def bundle_entries(request: Any) -> int:
@@ -102,12 +118,6 @@ class BodyLimits:
             max_resource_elements=settings.max_resource_elements,
         )
 
-    @property
-    def walk_from(self) -> int:
-        """Bodies shorter than this cannot exceed the per-resource limits (an array item or an
-        element takes at least two bytes, a character at least one), so they are not walked."""
-        return min(2 * self.max_array_items, 2 * self.max_resource_elements, self.max_string_chars)
-
 
 Problem = tuple[int, str, str]
 """Why a body is refused: status, error code, one-sentence detail."""
@@ -132,15 +142,54 @@ def check_body(body: bytes, limits: BodyLimits) -> tuple[Problem | None, Any]:
         if "recursion" in message or "depth" in message:
             return (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"), UNPARSED
         return None, UNPARSED
-    if json_depth(body) > max_depth:
+    skeleton = structure(body)
+    if depth_of(skeleton) > max_depth:
         return (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"), UNPARSED
     if bundle_entries(value) > limits.max_entries:
         return (413, "too-many-entries", f"more than {limits.max_entries} Bundle entries in one request"), UNPARSED
-    if len(body) >= limits.walk_from:
-        problem = resource_problem(value, limits)
-        if problem is not None:
-            return problem, UNPARSED
+    problem = _per_resource_problem(value, body, skeleton, limits)
+    if problem is not None:
+        return problem, UNPARSED
     return None, value
+
+
+def _per_resource_problem(value: Any, body: bytes, skeleton: bytes, limits: BodyLimits) -> Problem | None:
+    """`resource_problem`, walking only for the limits the body's size and structure could break.
+
+    No string is longer than the body, and no array has more items nor any resource more
+    elements than the body has values; a chart of a few hundred resources can break none but
+    the array limit, which a walk over the containers alone decides.
+    """
+    values = values_at_most(skeleton)
+    strings = len(body) > limits.max_string_chars
+    elements = values > limits.max_resource_elements
+    if strings or elements:
+        return resource_problem(value, limits)
+    if values > limits.max_array_items:
+        return long_array(value, limits.max_array_items)
+    return None
+
+
+def long_array(request: Any, max_items: int) -> Problem | None:
+    """`resource_problem`'s array limit alone: the containers are visited, the scalars only seen."""
+    stack: list[Any] = [request]
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+            members = value.values()
+        else:
+            entries = None
+            if len(value) > max_items:
+                return 413, "array-too-long", f"an array of more than {max_items} items (CDS_MAX_ARRAY_ITEMS)"
+            members = value
+        for member in members:
+            kind = type(member)
+            if kind is dict or (kind is list and member is not entries):  # a Bundle's entry: max_entries bounds it
+                stack.append(member)
+            elif kind is list:
+                stack.extend(item for item in member if type(item) is dict or type(item) is list)
+    return None
 
 
 def resource_problem(request: Any, limits: BodyLimits) -> Problem | None:
