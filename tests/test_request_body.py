@@ -65,8 +65,9 @@ def test_malformed_json_names_the_byte_where_it_breaks(client):
 def test_the_body_is_parsed_once(client, monkeypatch):
     """The guard parses the body for its limits; the route validates that parse and never
     parses the bytes again. One the guard could not parse still gets the route's own 400."""
-    import starlette.requests
     from types import SimpleNamespace
+
+    import starlette.requests
 
     parsed_by_the_route: list[bytes] = []
 

@@ -20,6 +20,7 @@ from cds_service.observability.logging import bind
 from cds_service.pipeline.services import Service
 from cds_service.runtime import Runtime
 
+
 class ParsedBodyRequest(Request):
     """A request whose JSON body is the one the guard already parsed (orjson) for its limits.
 

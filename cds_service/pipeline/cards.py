@@ -313,7 +313,6 @@ class CardBuilder:
             lines += [f"- {s}" for s in sources]
         return "\n".join(lines).strip()
 
-
     def _safety_sentences(self, md: Mapping[str, str | None]) -> list[str]:
         """Section 3a texts that depend on the situation, not on a template's condition."""
         safety, out = self.texts.safety, []
