@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_mappings import status
-from fhir_mappings.context import Context, guarded, of_type, ref
+from fhir_mappings.context import ByType, Context, guarded, of_type, ref
 from fhir_mappings.facts import AllergiesFact
 from fhir_mappings.medications import classify
 from fhir_mappings.reading import unreadable_code, unreadable_element
@@ -23,7 +23,7 @@ def _status_problem(resource: dict[str, Any], readable_only: bool) -> str | None
     return check(resource, status.ALLERGY_CLINICAL_OK, status.ALLERGY_CLINICAL_SYSTEM, status.ALLERGY_VERIFICATION_SYSTEM)
 
 
-def map_allergies(resources: list[dict[str, Any]], ctx: Context) -> tuple[AllergiesFact, dict[str, list[str]]]:
+def map_allergies(resources: ByType, ctx: Context) -> tuple[AllergiesFact, dict[str, list[str]]]:
     """The fact and the names for the cards ({"oral_iron": [...], "iv_iron": [...]})."""
     names: dict[str, list[str]] = {"oral_iron": [], "iv_iron": []}
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from fhir_mappings import medications, observations
 from fhir_mappings.allergies import map_allergies
 from fhir_mappings.conditions import map_conditions
-from fhir_mappings.context import Context, ref
+from fhir_mappings.context import Context, by_type, ref
 from fhir_mappings.facts import ContextFact, Evidence, FactSet, FerritinFact, HemoglobinFact, RecordFact, TsatFact
 from fhir_mappings.patient import anemia_threshold, map_patient
 from fhir_mappings.prefetch_keys import facts_by_key
@@ -43,8 +43,8 @@ def utc_today(now: datetime) -> date:
 def build_facts(data: MappingInput) -> FactSet:
     """Facts of the context patient only; everything left out is in `exclusions` with its reason."""
     ctx = Context(patient_id=data.patient_id, today=utc_today(data.now), params=data.params, full_urls=data.full_urls or {})
-    resources = [r for r in data.resources if isinstance(r, dict)]
-    drafts = [r for r in data.draft_orders if isinstance(r, dict)]
+    resources = by_type(data.resources)
+    drafts = by_type(data.draft_orders)
 
     patient = map_patient(resources, ctx)
     conditions = map_conditions(resources, ctx)

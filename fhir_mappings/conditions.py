@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_mappings import dates, status
-from fhir_mappings.context import Context, guarded, of_type, ref
+from fhir_mappings.context import ByType, Context, guarded, of_type, ref
 from fhir_mappings.facts import ConditionsFact
 from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, subject_problem
@@ -57,7 +57,7 @@ PREGNANCY_STATUS_CODES = coding_keys(VALUESETS["pregnancy"].observation_codes)
 PREGNANT_VALUES = coding_keys(VALUESETS["pregnancy"].observation_values)
 
 
-def pregnancy_status_says_pregnant(resources: list[dict[str, Any]], ctx: Context) -> bool:
+def pregnancy_status_says_pregnant(resources: ByType, ctx: Context) -> bool:
     """Whether a usable pregnancy status Observation says pregnant; an unreadable one that could
     have said so makes pregnancy unknown."""
     window = int(ctx.param("pregnancy_status_days", 280))
@@ -97,7 +97,7 @@ def pregnancy_status_says_pregnant(resources: list[dict[str, Any]], ctx: Context
     return pregnant
 
 
-def map_conditions(resources: list[dict[str, Any]], ctx: Context) -> ConditionsFact:
+def map_conditions(resources: ByType, ctx: Context) -> ConditionsFact:
     found: set[str] = set()
     if pregnancy_status_says_pregnant(resources, ctx):
         found.add("pregnancy")

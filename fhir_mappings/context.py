@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from fhir_mappings.errors import MappingInputError
 from fhir_mappings.facts import Exclusion, Unreadable
@@ -103,7 +103,23 @@ def guarded(ctx: Context, resources: Iterable[Any], read: Callable[[dict[str, An
             ctx.trace.exclude(resource, f"unreadable ({type(exc).__name__})", fact)
 
 
-def of_type(resources: Iterable[Any], *types: str) -> Iterator[dict[str, Any]]:
+ByType = Mapping[str, list[dict[str, Any]]]
+"""A request's resources grouped by `resourceType`, each group in request order."""
+
+
+def by_type(resources: Iterable[Any]) -> ByType:
+    """The one pass over a request's resources: each mapper then reads the types it maps."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for resource in resources:
-        if isinstance(resource, dict) and resource.get("resourceType") in types:
-            yield resource
+        if isinstance(resource, dict):
+            kind = resource.get("resourceType")
+            if isinstance(kind, str):
+                groups.setdefault(kind, []).append(resource)
+    return groups
+
+
+def of_type(resources: ByType, *types: str) -> list[dict[str, Any]]:
+    """The resources of these types (no answer depends on their order)."""
+    if len(types) == 1:
+        return resources.get(types[0], [])
+    return [resource for kind in types for resource in resources.get(kind, ())]

@@ -18,7 +18,7 @@ from datetime import date
 from typing import Any
 
 from fhir_mappings import dates, status
-from fhir_mappings.context import Context, guarded, of_type, ref, rid
+from fhir_mappings.context import ByType, Context, guarded, of_type, ref, rid
 from fhir_mappings.facts import IvIronFact, MedicationsFact, OralIronFact
 from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, resolve, subject_problem
@@ -204,7 +204,7 @@ def _unknown_fields(classes: frozenset[str], draft: bool) -> tuple[str, ...]:
     return tuple(fields)
 
 
-def collect(resources: list[dict[str, Any]], drafts: list[dict[str, Any]], ctx: Context) -> Therapy:
+def collect(resources: ByType, drafts: ByType, ctx: Context) -> Therapy:
     medications = {f"Medication/{rid(m)}": m for m in of_type(resources, "Medication")}
     therapy = Therapy()
 

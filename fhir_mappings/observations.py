@@ -16,7 +16,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 from fhir_mappings import dates, status, units
-from fhir_mappings.context import Context, guarded, of_type, ref, rid
+from fhir_mappings.context import ByType, Context, guarded, of_type, ref, rid
 from fhir_mappings.reading import unreadable_code, unreadable_element
 from fhir_mappings.references import another_patients, subject_problem
 from fhir_mappings.valuesets import LAB_VALUESETS, LOINC, SYSTEM_ALIASES, VALUESETS, codes_of, iter_codings
@@ -117,7 +117,7 @@ def _not_current(day: date | None, analyte: str, ctx: Context) -> str | None:
     return None
 
 
-def candidates(resources: list[dict[str, Any]], ctx: Context) -> Labs:
+def candidates(resources: ByType, ctx: Context) -> Labs:
     """Usable current results per analyte and the unreadable ones; each exclusion recorded with its reason."""
     labs = Labs({a: [] for a in LAB_VALUESETS}, [])
 

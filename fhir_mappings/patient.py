@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_mappings import dates
-from fhir_mappings.context import Context
+from fhir_mappings.context import ByType, Context, of_type
 from fhir_mappings.facts import PatientFact
 from fhir_mappings.reading import unreadable_element
 from fhir_mappings.references import patient_copies
@@ -13,14 +13,14 @@ from fhir_mappings.references import patient_copies
 AGE_FIELDS = ("patient.age_known", "patient.age_years", "patient.age_months", "patient.is_child")
 
 
-def map_patient(resources: list[dict[str, Any]], ctx: Context) -> PatientFact:
+def map_patient(resources: ByType, ctx: Context) -> PatientFact:
     """Age in completed years (a partial birthDate counts from its last possible day) and sex.
 
     Age is unknown, and the trace and the review-unreadable-record card say why, when the context
     Patient is unreadable, has no usable birthDate, or comes in copies that disagree on birthDate
     or gender (copies that agree are one patient).
     """
-    copies, notes = patient_copies(resources, ctx.patient_id)
+    copies, notes = patient_copies(of_type(resources, "Patient"), ctx.patient_id)
     for note in notes:
         ctx.trace.note(note)
     if not copies:

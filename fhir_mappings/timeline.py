@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from fhir_mappings import medications, observations
 from fhir_mappings.build import utc_today
-from fhir_mappings.context import Context
+from fhir_mappings.context import Context, by_type
 
 ANALYTE_THRESHOLDS: dict[str, tuple[str, ...]] = {
     "ferritin": ("ferritin_low", "ferritin_overload"),
@@ -57,9 +57,9 @@ class Timeline:
 def chart_timeline(resources: list[Any], patient_id: str, now: datetime, params: Mapping[str, Any], drafts: list[Any] | None = None) -> Timeline:
     """What the picture shows, from the same readers the facts are built with."""
     ctx = Context(patient_id=patient_id, today=utc_today(now), params=params, full_urls={})
-    resources = [r for r in resources if isinstance(r, dict)]
-    labs = observations.candidates(resources, ctx)
-    therapy = medications.collect(resources, [d for d in drafts or [] if isinstance(d, dict)], ctx)
+    grouped = by_type(resources)
+    labs = observations.candidates(grouped, ctx)
+    therapy = medications.collect(grouped, by_type(drafts or []), ctx)
     timeline = Timeline(today=ctx.today)
     for analyte, names in ANALYTE_THRESHOLDS.items():
         timeline.points[analyte] = sorted((r.day, r.value) for r in labs.results.get(analyte, []))
