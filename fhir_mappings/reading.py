@@ -190,7 +190,7 @@ def _path(location: tuple[Any, ...]) -> str:
 def _first_malformed(reader: TypeAdapter[Any], value: Any, prefix: tuple[Any, ...] = ()) -> str | None:
     """The path of the first element of `value` that `reader` refuses, or None when it reads."""
     try:
-        reader.validate_python(value)
+        reader.validator.validate_python(value)  # the compiled validator itself: no wrapper per resource
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_context=False, include_url=False)
         return _path((*prefix, *errors[0]["loc"])) if errors else _path(prefix)
