@@ -1,9 +1,9 @@
 """The elements each fact is built from, typed as FHIR R4 says, and nothing else.
 
-A resource is read through a small pydantic shape (a TypedDict) per resource type that names only
-the elements the mappers use: resourceType, id, the subject or patient reference, the status elements, the
-codings of the code or medication, the value and its unit, the dates, and the references a fact
-follows (medicationReference, priorPrescription). Every other element is ignored, so an empty
+A resource is read through a small pydantic shape (a TypedDict) per resource type that names
+only the elements the mappers use: resourceType, id, the subject or patient reference, the
+status elements, the codings of the code or medication, the value and its unit, the dates, and
+the references a fact follows (medicationReference, priorPrescription). Every other element is ignored, so an empty
 `display`, an empty `note`, an unknown extension or a `category` sent as one object instead of a
 list never hides a fact.
 
