@@ -3,9 +3,9 @@
 A resource is read through a small pydantic shape (a TypedDict) per resource type that names
 only the elements the mappers use: resourceType, id, the subject or patient reference, the
 status elements, the codings of the code or medication, the value and its unit, the dates, and
-the references a fact follows (medicationReference, priorPrescription). Every other element is ignored, so an empty
-`display`, an empty `note`, an unknown extension or a `category` sent as one object instead of a
-list never hides a fact.
+the references a fact follows (medicationReference, priorPrescription). Every other element is
+ignored, so an empty `display`, an empty `note`, an unknown extension or a `category` sent as one
+object instead of a list never hides a fact.
 
 When one of those elements is malformed, the resource is *unreadable* and `unreadable_element`
 names the element (a path such as `code.coding[1].system`, never its value). What follows from
