@@ -9,12 +9,13 @@ logged; `extra` fields are limited to plain scalars and short lists of them.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
 import traceback
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("cds_log_context", default=None)
 
@@ -46,8 +47,10 @@ def current_context() -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """Scalars and short lists of scalars pass; anything else is reduced to its type name."""
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, float)):
         return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)  # JSON numbers of 64 bits
     if isinstance(value, str):
         return value[:_MAX_STRING]
     if isinstance(value, (list, tuple, set, frozenset)) and len(value) <= 50:
@@ -82,7 +85,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc_where"] = _frames(record)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return orjson.dumps(entry, default=str).decode()
 
 
 class PlainFormatter(logging.Formatter):
