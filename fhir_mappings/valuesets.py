@@ -93,7 +93,8 @@ VALUESETS: dict[str, ValueSet] = {vs.id: vs for vs in map(_load, sorted(VALUESET
 _EXACT: dict[tuple[str, str], set[str]] = {}
 _PARENTS: dict[tuple[str, str], set[str]] = {}
 _EXCLUDED: dict[tuple[str, str], str] = {}
-_NAMES: list[tuple[re.Pattern[str], str]] = []
+_NAMES_BY_FIRST_WORD: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+"""A name's first word -> (the name's words, its value set id): the name matcher's index."""
 for _vs in VALUESETS.values():
     for _entry in _vs.codes:
         _system = SYSTEM_ALIASES[_entry["system"]]
@@ -105,7 +106,9 @@ for _vs in VALUESETS.values():
         _system = SYSTEM_ALIASES[_entry["system"]]
         _EXCLUDED[(_system, normalize_code(_system, str(_entry["code"])))] = _entry["reason"]
     for _name in _vs.names:
-        _NAMES.append((re.compile(r"\b" + re.escape(normalize_name(_name)) + r"\b"), _vs.id))
+        _words = tuple(normalize_name(_name).split())
+        if _words:
+            _NAMES_BY_FIRST_WORD.setdefault(_words[0], []).append((_words, _vs.id))
 _PARENT_LENGTHS = sorted({len(code) for _, code in _PARENTS})
 EXACT_LOOKUP: dict[tuple[str, str], frozenset[str]] = {k: frozenset(v) for k, v in _EXACT.items()}
 
@@ -136,9 +139,18 @@ def excluded_reason(system: Any, code: Any) -> str | None:
 
 
 def concepts_for_name(text: str) -> frozenset[str]:
-    """Value set ids whose ingredient names occur (as whole words) in a medication name."""
-    norm = normalize_name(text)
-    return frozenset(vs_id for pattern, vs_id in _NAMES if pattern.search(norm))
+    """Value set ids whose ingredient names occur (as whole words) in a medication name.
+
+    Both are normalized to words of letters and digits, so a name occurs as whole words exactly
+    when its words appear in a row among the text's: each word of the text is looked up once.
+    """
+    words = normalize_name(text).split()
+    found: set[str] = set()
+    for start, word in enumerate(words):
+        for name, vs_id in _NAMES_BY_FIRST_WORD.get(word, ()):
+            if tuple(words[start : start + len(name)]) == name:
+                found.add(vs_id)
+    return frozenset(found)
 
 
 def looks_like_iron(text: str) -> bool:

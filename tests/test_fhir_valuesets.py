@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from fhir_mappings import valuesets as vs
 
@@ -56,3 +61,27 @@ def test_names_match_whole_words_only():
     assert vs.concepts_for_name("carbonyl ironclad") == frozenset()
     assert vs.looks_like_iron("Slow Fe 45 mg")
     assert not vs.looks_like_iron("metformin 500 mg")
+
+
+_NAME_WORDS = sorted({word for v in vs.VALUESETS.values() for name in v.names for word in vs.normalize_name(name).split()})
+_SEPARATORS = st.sampled_from([" ", "  ", "-", "/", ", ", "(", ")", "_", "."])
+_WORDS = st.sampled_from(_NAME_WORDS) | st.text(alphabet="abcfiloersu0123", min_size=1, max_size=6)
+
+
+def _by_regex(text: str) -> frozenset[str]:
+    """The name matcher's meaning: a name's words, as whole words, in the normalized text."""
+    norm = vs.normalize_name(text)
+    return frozenset(
+        v.id
+        for v in vs.VALUESETS.values()
+        for name in v.names
+        if vs.normalize_name(name) and re.search(r"\b" + re.escape(vs.normalize_name(name)) + r"\b", norm)
+    )
+
+
+@hypothesis_settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(_WORDS, _SEPARATORS), max_size=8), st.booleans())
+def test_names_match_as_the_whole_word_pattern_says(parts, upper):
+    text = "".join(word + sep for word, sep in parts)
+    text = text.upper() if upper else text
+    assert vs.concepts_for_name(text) == _by_regex(text)
