@@ -69,3 +69,32 @@ def _leaves(condition):
     from cds_service.engine.ruleset import iter_leaves
 
     return iter_leaves(condition)
+
+
+def _card_conditions() -> list:
+    """Every condition of rules/cards.yaml (`when`, `unless`), as compiled at load and as written."""
+    from cds_service.pipeline.card_texts import load_card_texts
+
+    texts = load_card_texts()
+    found = []
+    for spec in texts.outcomes.values():
+        found += [(t.test, t.when) for t in (*spec.summaries, *spec.detail) if t.when is not None]
+        found += [(s.test, s.unless) for s in spec.suggestions.values() if s.unless is not None]
+    for lines in texts.facts_used.values():
+        found += [(t.test, t.when) for alternatives in lines for t in alternatives if t.when is not None]
+    return found
+
+
+CARD_CONDITIONS = _card_conditions()
+
+
+@settings(max_examples=1_000, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(fact_sets())
+def test_compiled_card_conditions_hold_as_the_reference(facts):
+    """The card texts' conditions are compiled into closures (`compile_condition`) at load; they
+    hold exactly when the plain reading (`holds`) says, under every profile's parameters."""
+    assert len(CARD_CONDITIONS) > 10
+    normal = normalize_facts(facts)
+    for ruleset in RULESETS.values():
+        for test, condition in CARD_CONDITIONS:
+            assert test(normal, ruleset.parameters) == holds(condition, normal, ruleset.parameters), condition

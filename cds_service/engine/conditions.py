@@ -85,8 +85,9 @@ def compile_leaf(leaf: Mapping[str, Any]) -> Test:
 def compile_condition(condition: Mapping[str, Any]) -> Test:
     """`holds` for one condition tree, compiled once (at start-up) into nested closures.
 
-    Same meaning as `holds`, which stays the reference; tests/test_engine_compiled.py checks the
-    two agree on every rule and card condition over generated fact sets.
+    Same meaning as `holds`, which stays the reference; tests/test_engine_explain.py checks the
+    two agree on every card condition over generated fact sets (the rules themselves run as one
+    program of distinct nodes: explain.Explainer).
     """
     for key in ("all", "any", "none"):
         if key in condition:
