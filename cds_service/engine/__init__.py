@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 class Evaluator(Protocol):
     name: str
 
-    def fired(self, facts: Facts) -> list[str]:
-        """Ids of the rules whose condition holds (before precedence)."""
+    def fired(self, facts: Facts, values: NodeValues | None = None) -> list[str]:
+        """Ids of the rules whose condition holds (before precedence). `values` are the profile's
+        node values for these facts (`Explainer.node_values`), which the why-not reads anyway:
+        an evaluator may fire from them (the reference evaluator does) or decide on its own."""
 
     def close(self) -> None:
         """Release engine resources."""
@@ -237,13 +239,9 @@ class RuleEngine:
 
     def evaluate(self, facts: Facts, unknown: tuple[str, ...] = ()) -> EngineResult:
         facts = normalize_facts(facts)
-        values = None
         try:
-            if self.name == "python":  # the reference evaluator's node values also say why a rule is silent
-                values = self.evaluator.node_values(facts)  # type: ignore[attr-defined]
-                raw = self.evaluator.fired(facts, values)  # type: ignore[call-arg]
-            else:
-                raw = self.evaluator.fired(facts)
+            values = self.ruleset.explainer.node_values(facts)
+            raw = self.evaluator.fired(facts, values)
         except EngineError:
             raise
         except Exception as exc:

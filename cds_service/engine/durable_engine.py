@@ -46,6 +46,7 @@ from typing import Any, Mapping
 
 from cds_service.engine import EngineError
 from cds_service.engine.conditions import Facts
+from cds_service.engine.explain import NodeValues
 from cds_service.engine.ruleset import RuleSet, iter_leaves
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,8 @@ class DurableEvaluator:
         _check_numbers(case)
         return case
 
-    def fired(self, facts: Facts) -> list[str]:
+    def fired(self, facts: Facts, values: NodeValues | None = None) -> list[str]:
+        """The rules durable-rules fires for these facts; `values` are not read (it decides on its own)."""
         with _ENGINE_LOCK:
             case = self.case_fact(facts, "")  # refused here, before a session exists
             if not self._free:

@@ -25,9 +25,6 @@ class PythonEvaluator:
         self._explainer = ruleset.explainer
         self._ids = tuple(rule.id for rule in ruleset.rules)
 
-    def node_values(self, facts: Facts) -> NodeValues:
-        return self._explainer.node_values(facts)
-
     def fired(self, facts: Facts, values: NodeValues | None = None) -> list[str]:
         """Ids of the rules whose condition holds, in rule-file order (before precedence);
         `values` are the fact set's node values when the caller has them already."""
