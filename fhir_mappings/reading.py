@@ -14,30 +14,31 @@ that (a fact becomes unknown) is decided by the mappers.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, StrictBool, StrictStr, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, StrictBool, StrictStr, StringConstraints, TypeAdapter, ValidationError, with_config
 from typing_extensions import Required, TypedDict
 
 # FHIR R4 primitive syntaxes, checked by pydantic's own (compiled) patterns. A dateTime with a time
 # must carry its timezone; seconds may be left out, as the date reader accepts them.
-_YEAR_MONTH_DAY = r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?"
+#
+# A full date must be a real calendar day (no 2026-02-30, no year 0): the pattern says so itself,
+# so that no Python code runs per date (a chart of a few hundred resources has hundreds of dates).
+# Days 01-28 exist in every month, 29 and 30 in every month but February, 31 in seven months, and
+# 29 February in leap years: divisible by 4 and not by 100, or divisible by 400.
+# tests/test_fhir_reading.py compares it with Python's calendar on every day of many years.
+_YEAR = r"([1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])"
+_LEAP_YEAR = r"(\d\d(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_DAY = rf"({_YEAR}-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|{_LEAP_YEAR}-02-29)"
+_YEAR_MONTH_DAY = rf"(\d{{4}}|\d{{4}}-(0[1-9]|1[0-2])|{_DAY})"
 _TIME = r"T([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d+)?)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))"
-
-
-def _real_day(value: str) -> str:
-    """The calendar check a pattern cannot make (2026-02-30)."""
-    if len(value) >= 10:
-        date(int(value[:4]), int(value[5:7]), int(value[8:10]))  # ValueError when there is no such day
-    return value
 
 
 Code = Annotated[str, StringConstraints(strict=True, pattern=r"^[^\s]+( [^\s]+)*$")]
 Uri = Annotated[str, StringConstraints(strict=True, pattern=r"^\S+$")]
 Id = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
-DateTime = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH_DAY}({_TIME})?$"), AfterValidator(_real_day)]
-Date = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH_DAY}$"), AfterValidator(_real_day)]
+DateTime = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH_DAY}({_TIME})?$")]
+Date = Annotated[str, StringConstraints(strict=True, pattern=f"^{_YEAR_MONTH_DAY}$")]
 
 
 # Each shape is a TypedDict validated by a TypeAdapter: only its keys are checked, everything else
