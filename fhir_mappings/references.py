@@ -55,8 +55,11 @@ def subject_problem(resource: dict[str, Any], patient_id: str, full_urls: Mappin
     ref = resource.get(field)
     if ref is None:
         return f"no {field}" if required else None
-    if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+    reference = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(reference, str):
         return f"{field} has no reference"
+    if reference[8:] == patient_id and reference.startswith("Patient/") and reference not in full_urls and _ID.match(patient_id):
+        return None  # the usual case, read as `named_patient` reads it, without resolving
     target = named_patient(resource, full_urls)
     if target is None:
         return f"{field} reference not resolved"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cds_service.tooling import fixtures as fx
-from fhir_mappings import build_facts
+from fhir_mappings import build_facts, references
 from fhir_mappings.errors import MappingInputError
 
 PV = "/cds-services/rls-iron-patient-view"
@@ -115,3 +117,30 @@ def test_urn_uuid_subjects_through_http(client):
     request["prefetch"]["patient"] = patient_bundle
     response = client.post(PV, json=request)
     assert "start-oral-iron" in [c["source"]["topic"]["code"] for c in response.json()["cards"]]
+
+
+_ID_TEXT = st.sampled_from(["pat-1", "pat-2", "pat.1", "p", "pat 1", "pat/1", "", "x" * 65, "pat-1\n", "ünï"])
+_REFERENCE = st.one_of(
+    st.builds(lambda i: f"Patient/{i}", _ID_TEXT),
+    st.builds(lambda i: f"https://ehr.example.org/fhir/Patient/{i}", _ID_TEXT),
+    st.sampled_from(["urn:uuid:1", "#p", "Group/pat-1", "Patient/pat-1/_history/2", "patient/pat-1", ""]),
+)
+
+
+def _resolved_problem(resource, patient_id, full_urls):
+    """`subject_problem` as it reads every reference: through `named_patient`, with no shortcut."""
+    problem = references.subject_problem({**resource, "subject": {"reference": 0}}, patient_id, full_urls)
+    assert problem == "subject has no reference"
+    target = references.named_patient(resource, full_urls)
+    if target is None:
+        return "subject reference not resolved"
+    return None if target == f"Patient/{patient_id}" else f"subject is {target}"
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(_REFERENCE, _ID_TEXT, st.booleans())
+def test_the_usual_reference_is_read_as_every_other(reference, patient_id, in_bundle):
+    """The shortcut for `Patient/<context id>` answers as the general reading does."""
+    resource = {"resourceType": "Observation", "id": "o1", "subject": {"reference": reference}}
+    full_urls = {reference: "Patient/pat-2"} if in_bundle else {}
+    assert references.subject_problem(resource, patient_id, full_urls) == _resolved_problem(resource, patient_id, full_urls)
