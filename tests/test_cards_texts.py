@@ -26,6 +26,15 @@ def test_every_template_uses_known_placeholders_only():
             assert placeholder_names(template.text) <= PLACEHOLDERS
 
 
+def test_every_placeholder_has_a_value_but_the_two_its_line_supplies():
+    """A placeholder without a value would leave every text naming it unused (`fill` gives None);
+    `count` (the "and N more" of left-out resources) and `request_id` (a stop suggestion) are filled
+    where those lines are written."""
+    from cds_service.pipeline.cards import _VALUES
+
+    assert set(_VALUES) == PLACEHOLDERS - {"count", "request_id"}
+
+
 def test_the_catalog_can_read_the_summary_templates():
     templates = summary_templates()
     assert templates["start-oral-iron"][-1] == "Ferritin {ferritin} ({ferritin_date}) is at or below {ferritin_low}: consider oral iron"

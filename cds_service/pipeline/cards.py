@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import ChainMap
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -150,7 +151,7 @@ class CardFacts:
         self.engine_facts = facts.engine_view
         self.course_start = self._course_start()
         self.recheck = self._recheck_window()
-        self.values = self._values()
+        self.values = CardValues(self)
         self.rule_lines = rule_lines(ruleset, texts)
 
     # -- values -----------------------------------------------------------------------------
@@ -173,54 +174,93 @@ class CardFacts:
             return None
         return fhir.recheck_window(self.course_start, self.today, int(first), int(last))
 
-    def _values(self) -> dict[str, str | None]:
-        f, p, ev, texts = self.facts, self.params, self.facts.evidence, self.ruleset.texts
-        ferritin_low = _num(p.get("ferritin_low"))
-        iv_high = _num(p.get("ferritin_iv_only_high"))
-        oral_start = self.course_start if f.oral_iron.on_record else None
-        product = texts.get("preferred_iv_product") or "IV iron"
-        return {
-            "ferritin": (f.ferritin.value_display or (f"{_num(f.ferritin.value_ug_per_l)} ug/L" if f.ferritin.value_ug_per_l is not None else None)) if f.ferritin.current else None,
-            "ferritin_date": f.ferritin.date if f.ferritin.current else None,
-            "tsat": (f.tsat.value_display or (f"{_num(f.tsat.value_pct)} %" if f.tsat.value_pct is not None else None)) if f.tsat.current else None,
-            "tsat_date": f.tsat.date if f.tsat.current else None,
-            "hb": (f.hemoglobin.value_display or (f"{_num(f.hemoglobin.value_g_dl)} g/dL" if f.hemoglobin.value_g_dl is not None else None)) if f.hemoglobin.current else None,
-            "hb_date": f.hemoglobin.date if f.hemoglobin.current else None,
-            "hb_threshold": f"{f.hemoglobin.threshold_g_dl:.1f}" if f.hemoglobin.threshold_g_dl is not None else None,
-            "ferritin_low": ferritin_low,
-            "ferritin_threshold": texts.get("ferritin_threshold_text") or (f"{ferritin_low} ug/L" if ferritin_low else None),
-            "ferritin_overload": _num(p.get("ferritin_overload")),
-            "ferritin_iv_only_high": iv_high,
-            "adequate_above": iv_high or ferritin_low,
-            "tsat_low": _num(p.get("tsat_low")),
-            "tsat_overload": _num(p.get("tsat_overload")),
-            "ferritin_lookback_days": _num(p.get("ferritin_lookback_days")),
-            "tsat_lookback_days": _num(p.get("tsat_lookback_days")),
-            "oral_days": _num(f.oral_iron.days) if f.oral_iron.on_record else None,
-            "oral_start": _date(oral_start),
-            "oral_trial_days": _num(p.get("oral_trial_days")),
-            "oral_trial_text": texts.get("oral_trial_text") or (f"{_num(p.get('oral_trial_days'))} days of oral iron before judging it" if p.get("oral_trial_days") else None),
-            "recheck_start_days": _num(p.get("recheck_window_start_days")),
-            "recheck_end_days": _num(p.get("recheck_window_end_days")),
-            "recheck_from": _date(self.recheck[0]) if self.recheck else None,
-            "recheck_to": _date(self.recheck[1]) if self.recheck else None,
-            "iv_days_since": _num(f.iv_iron.days_since),
-            "iv_date": ev.iv_iron_date,
-            "iv_relief_days": _num(p.get("iv_relief_days")),
-            "iv_recheck_days": _num(p.get("iv_recheck_days")),
-            "preferred_iv_product": product,
-            "iv_infusion": fhir.infusion_name(product),
-            "dopamine_agonist_caution": texts.get("dopamine_agonist_caution") or None,
-            "aggravating_medications": _names(ev.aggravating_medication_names),
-            "dopamine_agonists": _names(ev.dopamine_agonist_names),
-            "iv_iron_allergies": _names(ev.iv_iron_allergy_names),
-            "oral_iron_intolerances": _names(ev.oral_iron_intolerance_names),
-            "age_years": _num(f.patient.age_years),
-            "conditions_on_record": _names(name for field, name in self.texts.condition_names.items() if self.engine_facts["conditions"].get(field) is True),
-            "unreadable_resources": _names(f"{u.reference} ({u.fact}; {u.element})" for u in f.unreadable),
-            "unreadable_facts": _names(u.fact for u in f.unreadable),
-            "withheld_advice": _names(self.ruleset.outcomes[code].display if code in self.ruleset.outcomes else code for code in self.withheld),
-        }
+    def _oral_start(self) -> date | None:
+        return self.course_start if self.facts.oral_iron.on_record else None
+
+    def _preferred_iv_product(self) -> str:
+        return self.ruleset.texts.get("preferred_iv_product") or "IV iron"
+
+
+def _lab_value(record: Any, value: float | None, unit: str) -> str | None:
+    """A current lab as the EHR displayed it, else its canonical value and unit."""
+    if not record.current:
+        return None
+    return record.value_display or (f"{_num(value)} {unit}" if value is not None else None)
+
+
+def _with_unit(value: str | None, unit: str) -> str | None:
+    return f"{value} {unit}" if value else None
+
+
+def _param(name: str) -> Callable[[CardFacts], str | None]:
+    return lambda s: _num(s.params.get(name))
+
+
+# Each value a card text may name ({placeholder}), computed from the facts and the profile on first
+# use: a response's texts name a handful of them.
+_VALUES: dict[str, Callable[[CardFacts], str | None]] = {
+    "ferritin": lambda s: _lab_value(s.facts.ferritin, s.facts.ferritin.value_ug_per_l, "ug/L"),
+    "ferritin_date": lambda s: s.facts.ferritin.date if s.facts.ferritin.current else None,
+    "tsat": lambda s: _lab_value(s.facts.tsat, s.facts.tsat.value_pct, "%"),
+    "tsat_date": lambda s: s.facts.tsat.date if s.facts.tsat.current else None,
+    "hb": lambda s: _lab_value(s.facts.hemoglobin, s.facts.hemoglobin.value_g_dl, "g/dL"),
+    "hb_date": lambda s: s.facts.hemoglobin.date if s.facts.hemoglobin.current else None,
+    "hb_threshold": lambda s: f"{s.facts.hemoglobin.threshold_g_dl:.1f}" if s.facts.hemoglobin.threshold_g_dl is not None else None,
+    "ferritin_low": _param("ferritin_low"),
+    "ferritin_threshold": lambda s: s.ruleset.texts.get("ferritin_threshold_text") or _with_unit(_num(s.params.get("ferritin_low")), "ug/L"),
+    "ferritin_overload": _param("ferritin_overload"),
+    "ferritin_iv_only_high": _param("ferritin_iv_only_high"),
+    "adequate_above": lambda s: _num(s.params.get("ferritin_iv_only_high")) or _num(s.params.get("ferritin_low")),
+    "tsat_low": _param("tsat_low"),
+    "tsat_overload": _param("tsat_overload"),
+    "ferritin_lookback_days": _param("ferritin_lookback_days"),
+    "tsat_lookback_days": _param("tsat_lookback_days"),
+    "oral_days": lambda s: _num(s.facts.oral_iron.days) if s.facts.oral_iron.on_record else None,
+    "oral_start": lambda s: _date(s._oral_start()),
+    "oral_trial_days": _param("oral_trial_days"),
+    "oral_trial_text": lambda s: s.ruleset.texts.get("oral_trial_text")
+    or (f"{_num(s.params.get('oral_trial_days'))} days of oral iron before judging it" if s.params.get("oral_trial_days") else None),
+    "recheck_start_days": _param("recheck_window_start_days"),
+    "recheck_end_days": _param("recheck_window_end_days"),
+    "recheck_from": lambda s: _date(s.recheck[0]) if s.recheck else None,
+    "recheck_to": lambda s: _date(s.recheck[1]) if s.recheck else None,
+    "iv_days_since": lambda s: _num(s.facts.iv_iron.days_since),
+    "iv_date": lambda s: s.facts.evidence.iv_iron_date,
+    "iv_relief_days": _param("iv_relief_days"),
+    "iv_recheck_days": _param("iv_recheck_days"),
+    "preferred_iv_product": CardFacts._preferred_iv_product,
+    "iv_infusion": lambda s: fhir.infusion_name(s._preferred_iv_product()),
+    "dopamine_agonist_caution": lambda s: s.ruleset.texts.get("dopamine_agonist_caution") or None,
+    "aggravating_medications": lambda s: _names(s.facts.evidence.aggravating_medication_names),
+    "dopamine_agonists": lambda s: _names(s.facts.evidence.dopamine_agonist_names),
+    "iv_iron_allergies": lambda s: _names(s.facts.evidence.iv_iron_allergy_names),
+    "oral_iron_intolerances": lambda s: _names(s.facts.evidence.oral_iron_intolerance_names),
+    "age_years": lambda s: _num(s.facts.patient.age_years),
+    "conditions_on_record": lambda s: _names(name for field, name in s.texts.condition_names.items() if s.engine_facts["conditions"].get(field) is True),
+    "unreadable_resources": lambda s: _names(f"{u.reference} ({u.fact}; {u.element})" for u in s.facts.unreadable),
+    "unreadable_facts": lambda s: _names(u.fact for u in s.facts.unreadable),
+    "withheld_advice": lambda s: _names(s.ruleset.outcomes[code].display if code in s.ruleset.outcomes else code for code in s.withheld),
+}
+
+
+class CardValues(Mapping[str, "str | None"]):
+    """The values card texts name, each computed on first use and then kept for the response."""
+
+    def __init__(self, shared: CardFacts) -> None:
+        self._shared = shared
+        self._known: dict[str, str | None] = {}
+
+    def __getitem__(self, name: str) -> str | None:
+        known = self._known
+        if name not in known:
+            known[name] = _VALUES[name](self._shared)  # KeyError for a name that is not a value, as a dict
+        return known[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_VALUES)
+
+    def __len__(self) -> int:
+        return len(_VALUES)
 
 
 class CardBuilder:
@@ -373,7 +413,7 @@ class CardBuilder:
     def _label(self, kind: str, **extra: str) -> str:
         spec = self.spec.suggestions.get(kind) if self.spec else None
         template = spec.label if spec else kind
-        return _shorten(fill(template, {**self.values, **extra}) or template.split("{")[0].strip() or kind)
+        return _shorten(fill(template, ChainMap(extra, self.values)) or template.split("{")[0].strip() or kind)
 
     def suggestions(self) -> list[JSON]:
         """The suggestions cards.yaml lists for this outcome, in order, except those its `unless` leaves out."""
