@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass, field
 from functools import cache, cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import AbstractSet, Any, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -57,7 +57,7 @@ class Template:
     def names(self) -> frozenset[str]:
         return placeholder_names(self.text)
 
-    def applies(self, facts: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any], reasons: set[str]) -> bool:
+    def applies(self, facts: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any], reasons: AbstractSet[str]) -> bool:
         if self.reasons and reasons.isdisjoint(self.reasons):
             return False
         return self.test is None or self.test(facts, params)
@@ -230,6 +230,10 @@ def fill(text: str, values: Mapping[str, str | None]) -> str | None:
     return text.format_map(values) if names else text
 
 
+NO_REASONS: frozenset[str] = frozenset()
+"""A "Facts used" line is chosen by the facts alone: a template naming reasons never applies there."""
+
+
 def applicable(
     templates: Iterable[Template],
     values: Mapping[str, str | None],
@@ -252,7 +256,12 @@ def first_applicable(
     params: Mapping[str, Any],
 ) -> str | None:
     """The first alternative that applies and has every value, filled; None when none does."""
-    return next(applicable(alternatives, values, facts, params, set()), None)
+    for template in alternatives:
+        if template.applies(facts, params, NO_REASONS):
+            text = fill(template.text, values)
+            if text:
+                return text
+    return None
 
 
 def summary_templates() -> dict[str, list[str]]:
