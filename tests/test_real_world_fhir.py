@@ -271,6 +271,14 @@ def test_other_cards_list_the_left_out_resources_of_the_facts_they_read(api):
     assert "Observation/fer-prelim (status preliminary)" in detail and "Condition/rls-old (clinicalStatus resolved)" in detail
 
 
+def test_a_long_left_out_list_shows_eight_and_counts_the_rest(api):
+    preliminary = [fx.ferritin(10, days_ago=1, oid=f"fer-prelim-{n:02d}", status="preliminary") for n in range(11)]
+    detail = card(post(api, [*RLS_LOW, *preliminary]), "start-oral-iron")["detail"]
+    (left_out,) = [line for line in detail.splitlines() if line.startswith("**Left out:** ")]
+    assert left_out.count("(status preliminary)") == 8
+    assert left_out.endswith("and 3 more (see the decision trace).")
+
+
 def test_a_resource_whose_code_cannot_be_read_is_named_in_the_trace(api, database):
     garbled = fx.condition("hemochromatosis", cid="garbled-1", code="E83.110")  # a string where R4 wants a CodeableConcept
     answer = post(api, [*RLS_LOW, garbled])

@@ -373,12 +373,12 @@ class CardBuilder:
     def _left_out(self) -> list[str]:
         """The resources of the facts this card read that were left out, and why (at most LEFT_OUT_MAX)."""
         read = {t for f in self.fired for t in f.matched_facts}
-        items = [f"{e.resource_type}/{e.resource_id} ({e.reason})" for e in self.facts.exclusions if e.fact and e.fact in read]
-        items = [_escape(i) or "" for i in dict.fromkeys(items)]
+        items = list(dict.fromkeys(f"{e.resource_type}/{e.resource_id} ({e.reason})" for e in self.facts.exclusions if e.fact and e.fact in read))
+        shown = [_escape(i) or "" for i in items[:LEFT_OUT_MAX]]  # only what is shown is escaped (a large chart leaves out hundreds)
         if len(items) > LEFT_OUT_MAX:
             more = fill(self.texts.common.get("left_out_more", "and {count} more"), {"count": str(len(items) - LEFT_OUT_MAX)})
-            items = items[:LEFT_OUT_MAX] + ([more] if more else [])
-        return items
+            shown += [more] if more else []
+        return shown
 
     def _facts_used(self) -> list[str]:
         read = {t for f in self.fired for t in f.matched_facts}
