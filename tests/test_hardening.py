@@ -361,12 +361,19 @@ _UNREACHED = st.just(10**6)  # a limit no generated body comes near: the guard m
 
 
 @hypothesis_settings(max_examples=600, deadline=None, derandomize=True, database=None)
-@given(_REQUEST, st.integers(1, 6), st.integers(1, 40) | _UNREACHED, st.integers(1, 40) | _UNREACHED)
-def test_the_guard_refuses_exactly_what_the_full_walk_refuses(request, max_items, max_chars, max_elements):
-    """Walking less (only the limits the body could break, or only its containers) refuses the
-    same bodies, with the same answer, as walking every value."""
+@given(_REQUEST, st.integers(1, 6), st.integers(1, 40) | _UNREACHED, st.integers(1, 40) | _UNREACHED, st.integers(2, 9) | st.just(64))
+def test_the_guard_refuses_exactly_what_the_full_walk_refuses(request, max_items, max_chars, max_elements, max_depth):
+    """Walking less (only the limits the body could break, or only its containers, which then
+    give the depth too) refuses the same bodies, with the same answer, as walking every value."""
     body = orjson.dumps(request)
-    bounds = limits.BodyLimits(max_depth=64, max_entries=5000, max_array_items=max_items, max_string_chars=max_chars, max_resource_elements=max_elements)
+    bounds = limits.BodyLimits(max_depth=max_depth, max_entries=5000, max_array_items=max_items, max_string_chars=max_chars, max_resource_elements=max_elements)
     problem, parsed = limits.check_body(body, bounds)
-    assert problem == limits.resource_problem(request, bounds)
+    too_deep = (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels")
+    assert problem == (too_deep if _true_depth(request) > max_depth else limits.resource_problem(request, bounds))
     assert (parsed is limits.UNPARSED) == (problem is not None)
+
+
+@hypothesis_settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(_JSON | _REQUEST)
+def test_the_container_walk_gives_the_exact_depth(value):
+    assert limits.containers(value, 10**6) == (_true_depth(value), None)

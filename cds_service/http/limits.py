@@ -142,54 +142,52 @@ def check_body(body: bytes, limits: BodyLimits) -> tuple[Problem | None, Any]:
         if "recursion" in message or "depth" in message:
             return (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"), UNPARSED
         return None, UNPARSED
+    # The per-resource limits are walked for only when the body's size and structure could break
+    # them: no string is longer than the body, and no array has more items nor any resource more
+    # elements than the body has values. A chart of a few hundred resources can break none but the
+    # array limit, which a walk over the containers alone decides, and which gives the depth too.
     skeleton = structure(body)
-    if depth_of(skeleton) > max_depth:
+    values = values_at_most(skeleton)
+    every_value = len(body) > limits.max_string_chars or values > limits.max_resource_elements
+    arrays = not every_value and values > limits.max_array_items
+    depth, array_problem = containers(value, limits.max_array_items) if arrays else (depth_of(skeleton), None)
+    if depth > max_depth:
         return (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"), UNPARSED
     if bundle_entries(value) > limits.max_entries:
         return (413, "too-many-entries", f"more than {limits.max_entries} Bundle entries in one request"), UNPARSED
-    problem = _per_resource_problem(value, body, skeleton, limits)
+    problem = resource_problem(value, limits) if every_value else array_problem
     if problem is not None:
         return problem, UNPARSED
     return None, value
 
 
-def _per_resource_problem(value: Any, body: bytes, skeleton: bytes, limits: BodyLimits) -> Problem | None:
-    """`resource_problem`, walking only for the limits the body's size and structure could break.
-
-    No string is longer than the body, and no array has more items nor any resource more
-    elements than the body has values; a chart of a few hundred resources can break none but
-    the array limit, which a walk over the containers alone decides.
-    """
-    values = values_at_most(skeleton)
-    strings = len(body) > limits.max_string_chars
-    elements = values > limits.max_resource_elements
-    if strings or elements:
-        return resource_problem(value, limits)
-    if values > limits.max_array_items:
-        return long_array(value, limits.max_array_items)
-    return None
-
-
-def long_array(request: Any, max_items: int) -> Problem | None:
-    """`resource_problem`'s array limit alone: the containers are visited, the scalars only seen."""
-    stack: list[Any] = [request]
-    while stack:
-        value = stack.pop()
-        if type(value) is dict:
-            entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
-            members = value.values()
-        else:
-            entries = None
-            if len(value) > max_items:
-                return 413, "array-too-long", f"an array of more than {max_items} items (CDS_MAX_ARRAY_ITEMS)"
-            members = value
-        for member in members:
-            kind = type(member)
-            if kind is dict or (kind is list and member is not entries):  # a Bundle's entry: max_entries bounds it
-                stack.append(member)
-            elif kind is list:
-                stack.extend(item for item in member if type(item) is dict or type(item) is list)
-    return None
+def containers(request: Any, max_items: int) -> tuple[int, Problem | None]:
+    """The nesting depth (as `depth_of` counts it) and `resource_problem`'s array limit alone, in
+    one walk over the arrays and objects, a level at a time (the scalars are only seen)."""
+    level: list[Any] = [request] if type(request) is dict or type(request) is list else []
+    entries: set[int] = set()
+    """The ids of the Bundles' `entry` arrays seen: max_entries bounds those, not max_items."""
+    depth = 0
+    problem: Problem | None = None
+    while level:
+        depth += 1
+        below: list[Any] = []
+        keep = below.append
+        for value in level:
+            if type(value) is dict:
+                if value.get("resourceType") == "Bundle" and type(value.get("entry")) is list:
+                    entries.add(id(value["entry"]))
+                members: Any = value.values()
+            else:
+                if problem is None and len(value) > max_items and id(value) not in entries:
+                    problem = 413, "array-too-long", f"an array of more than {max_items} items (CDS_MAX_ARRAY_ITEMS)"
+                members = value
+            for member in members:
+                kind = type(member)
+                if kind is dict or kind is list:
+                    keep(member)
+        level = below
+    return depth, problem
 
 
 def resource_problem(request: Any, limits: BodyLimits) -> Problem | None:
