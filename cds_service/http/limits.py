@@ -142,10 +142,10 @@ def check_body(body: bytes, limits: BodyLimits) -> tuple[Problem | None, Any]:
         if "recursion" in message or "depth" in message:
             return (400, "json-too-deep", f"JSON nested deeper than {max_depth} levels"), UNPARSED
         return None, UNPARSED
-    # The per-resource limits are walked for only when the body's size and structure could break
+    # The body is walked for the per-resource limits only when its size and structure could break
     # them: no string is longer than the body, and no array has more items nor any resource more
     # elements than the body has values. A chart of a few hundred resources can break none but the
-    # array limit, which a walk over the containers alone decides, and which gives the depth too.
+    # array limit, which a walk over the containers alone decides; that walk gives the depth too.
     skeleton = structure(body)
     values = values_at_most(skeleton)
     every_value = len(body) > limits.max_string_chars or values > limits.max_resource_elements
