@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cds_service.engine import EngineResult
 from cds_service.hooks import CDSRequest, Feedback
-from fhir_mappings import FactSet
+from fhir_mappings import FactSet, MappingInput
 
 if TYPE_CHECKING:
     from cds_service.pipeline.services import Service
@@ -28,6 +28,9 @@ class Evaluation:
     service: Service
     request: CDSRequest
     now: datetime
+    inputs: MappingInput
+    """What the facts were built from (the resources of prefetch and fetched, the draft orders,
+    the Bundle fullUrls): the timeline reads it as the facts did."""
     facts: FactSet
     result: EngineResult
     cards: list[dict[str, Any]]
@@ -35,8 +38,6 @@ class Evaluation:
     duration_ms: float
     fetched_keys: tuple[str, ...] = ()
     """Prefetch keys that were absent and fetched from the EHR's FHIR server."""
-    resources: Sequence[Any] = ()
-    """The resources the facts were built from (prefetch and fetched), for the timeline."""
 
     def trace(self) -> dict[str, Any]:
         """The decision trace: fired rules with their facts, silent rules with why, exclusions."""

@@ -9,11 +9,11 @@ patient values (lab values and dates are PHI). Built on demand, never for the CD
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Mapping
 
 from fhir_mappings import medications, observations
-from fhir_mappings.build import utc_today
+from fhir_mappings.build import MappingInput, utc_today
 from fhir_mappings.context import Context, by_type
 
 ANALYTE_THRESHOLDS: dict[str, tuple[str, ...]] = {
@@ -54,12 +54,13 @@ class Timeline:
         )
 
 
-def chart_timeline(resources: list[Any], patient_id: str, now: datetime, params: Mapping[str, Any], drafts: list[Any] | None = None) -> Timeline:
-    """What the picture shows, from the same readers the facts are built with."""
-    ctx = Context(patient_id=patient_id, today=utc_today(now), params=params, full_urls={})
-    grouped = by_type(resources)
+def chart_timeline(data: MappingInput) -> Timeline:
+    """What the picture shows, read from the same input, by the same readers, as the facts."""
+    params = data.params
+    ctx = Context(patient_id=data.patient_id, today=utc_today(data.now), params=params, full_urls=data.full_urls or {})
+    grouped = by_type(data.resources)
     labs = observations.candidates(grouped, ctx)
-    therapy = medications.collect(grouped, by_type(drafts or []), ctx)
+    therapy = medications.collect(grouped, by_type(data.draft_orders), ctx)
     timeline = Timeline(today=ctx.today)
     for analyte, names in ANALYTE_THRESHOLDS.items():
         timeline.points[analyte] = sorted((r.day, r.value) for r in labs.results.get(analyte, []))

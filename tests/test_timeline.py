@@ -26,7 +26,7 @@ def test_points_are_the_usable_results_and_courses_and_infusions_are_marked():
         fx.medication_request("ferrous-sulfate", days_ago=60),
         fx.medication_administration("ferric-carboxymaltose", days_ago=100),
     ]
-    timeline = chart_timeline(resources, fx.DEFAULT_PATIENT, fx.DEFAULT_NOW, PARAMS)
+    timeline = chart_timeline(fx.mapping_input(resources, params=PARAMS))
     today = fx.DEFAULT_NOW.date()
     assert timeline.points["ferritin"] == [(today - timedelta(days=200), 41.0), (today - timedelta(days=20), 32.0)]
     assert timeline.points["hemoglobin"] == [(today - timedelta(days=20), 11.2)]

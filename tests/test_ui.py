@@ -115,3 +115,18 @@ def test_evaluate_a_pasted_cds_hooks_request(dev):
     assert response.status_code == 200, response.text
     assert response.json()["request"]["hookInstance"] == request["hookInstance"]  # used as is
     assert codes(response.json()) == ["start-oral-iron"]
+
+
+def test_the_timeline_draws_what_the_rules_read_through_bundle_full_urls(dev):
+    """A ferritin whose subject is the Patient's `urn:uuid:` fullUrl is the patient's for the rules,
+    and so for the timeline."""
+    patient = fx.patient()
+    labs, urls = fx.full_url_bundle([patient])
+    patient_url = next(iter(urls))
+    labs["entry"].append({"fullUrl": "urn:uuid:fer-1", "resource": fx.ferritin(30, days_ago=10, subject={"reference": patient_url})})
+    request = fx.cds_request([fx.condition("rls")])
+    request["prefetch"]["labs"] = labs
+    response = dev.post("/ui/evaluate", json={"bundle": request, "hook": "patient-view", "now": fx.DEFAULT_NOW.date().isoformat()})
+    assert response.status_code == 200, response.text
+    assert codes(response.json()) == ["start-oral-iron"]
+    assert response.json()["timeline"].count('class="point ferritin"') == 1

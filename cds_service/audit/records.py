@@ -14,7 +14,6 @@ from cds_service.audit.banding import rule_fact_values
 from cds_service.audit.pseudonym import patient_key, redact_reference, redact_text
 from cds_service.audit.tables import DECISION, FEEDBACK
 from cds_service.ids import new_id
-from cds_service.pipeline.prefetch import draft_orders
 from fhir_mappings.timeline import chart_timeline
 
 if TYPE_CHECKING:
@@ -123,9 +122,7 @@ def _decision_content(evaluation: "Evaluation", settings: "Settings") -> dict[st
 
 def _timeline(evaluation: "Evaluation") -> dict[str, Any]:
     """The chart over time (lab values and dates: PHI mode only), for `decisions show --timeline`."""
-    request = evaluation.request
-    params = evaluation.service.ruleset.parameters
-    return chart_timeline(list(evaluation.resources), request.context.patientId, evaluation.now, params, draft_orders(request)).to_json()
+    return chart_timeline(evaluation.inputs).to_json()
 
 
 def failure_record(

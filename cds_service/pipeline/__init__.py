@@ -81,8 +81,9 @@ def mapping_input(request: CDSRequest, service: Service, data: PrefetchData, now
 def decide(request: CDSRequest, service: Service, engine: RuleEngine, data: PrefetchData, now: datetime, base_url: str) -> Evaluation:
     """Facts, rules and cards for data already gathered: CPU only, no I/O."""
     started = time.perf_counter()
+    inputs = mapping_input(request, service, data, now)
     try:
-        facts = build_facts(mapping_input(request, service, data, now))
+        facts = build_facts(inputs)
     except MappingInputError as exc:
         raise BadRequest(str(exc)) from exc
     try:
@@ -100,5 +101,5 @@ def decide(request: CDSRequest, service: Service, engine: RuleEngine, data: Pref
         cards=cards,
         duration_ms=(time.perf_counter() - started) * 1000,
         fetched_keys=tuple(sorted(data.fetched_keys)),
-        resources=data.resources,
+        inputs=inputs,
     )

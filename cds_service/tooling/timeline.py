@@ -13,7 +13,6 @@ from datetime import date, timedelta
 from html import escape
 
 from cds_service.decision import Evaluation
-from cds_service.pipeline.prefetch import draft_orders
 from fhir_mappings.timeline import Timeline, chart_timeline
 
 WIDTH, PANEL, GAP, LEFT, RIGHT, TOP = 640, 90, 18, 64, 16, 10
@@ -69,7 +68,5 @@ def render_svg(timeline: Timeline) -> str:
 
 
 def evaluation_svg(evaluation: Evaluation) -> str:
-    """The timeline of an evaluated request, from the resources it was answered from (prefetch and fetched)."""
-    request = evaluation.request
-    timeline = chart_timeline(list(evaluation.resources), request.context.patientId, evaluation.now, evaluation.service.ruleset.parameters, draft_orders(request))
-    return render_svg(timeline)
+    """The timeline of an evaluated request, read from what its facts were built from (prefetch and fetched)."""
+    return render_svg(chart_timeline(evaluation.inputs))
