@@ -103,9 +103,9 @@ def test_a_heavy_request_does_not_hold_up_small_ones(url):
 
 @pytest.mark.parametrize("entry", [None, "x", 3, {"resource": None}, [None, 1, "x"]])
 def test_a_bundle_with_a_malformed_entry_is_walked_without_error(entry):
-    from cds_service.http.limits import BodyLimits, containers, json_depth, resource_problem
+    from cds_service.http.limits import BodyLimits, containers, depth_of, resource_problem, structure
 
     limits = BodyLimits(max_depth=64, max_entries=5000, max_array_items=3, max_string_chars=100, max_resource_elements=50)
     request = {"prefetch": {"labs": {"resourceType": "Bundle", "entry": entry, "x": None}}}
     assert resource_problem(request, limits) is None
-    assert containers(request, limits.max_array_items) == (json_depth(orjson.dumps(request)), None)
+    assert containers(request, limits.max_array_items) == (depth_of(structure(orjson.dumps(request))), None)

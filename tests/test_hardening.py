@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from cds_service import pipeline
 from cds_service.http import limits
-from cds_service.http.limits import json_depth
 from cds_service.observability.logging import JsonFormatter
 from cds_service.tooling import fixtures as fx
 from tests.conftest import make_app, outcomes
@@ -309,7 +308,7 @@ def test_one_json_access_line_per_request_with_request_and_decision_ids(small):
     assert "ferritin" not in json.dumps(entry).lower() or "ferritin" in " ".join(entry["rules"]).lower()
 
 
-# --- json_depth on its own: exact for any JSON, brackets and escapes inside strings included ----
+# --- the depth on its own: exact for any JSON, brackets and escapes inside strings included ----
 
 _TRICKY_TEXT = st.text(alphabet=st.sampled_from(list('ab[]{}"\\/\n\u00e9')), max_size=8)
 _JSON = st.recursive(
@@ -329,9 +328,9 @@ def _true_depth(value: Any) -> int:
 
 @hypothesis_settings(max_examples=500, deadline=None, derandomize=True, database=None)
 @given(_JSON, st.booleans())
-def test_json_depth_is_exact(value, compact):
+def test_the_depth_is_exact(value, compact):
     body = orjson.dumps(value) if compact else json.dumps(value, indent=1, ensure_ascii=False).encode()
-    assert json_depth(body) == _true_depth(value)
+    assert limits.depth_of(limits.structure(body)) == _true_depth(value)
 
 
 def _values(value: Any) -> int:

@@ -14,9 +14,6 @@ from starlette.types import Send
 
 from cds_service.settings import Settings
 
-BODY_METHODS = {"POST", "PUT", "PATCH"}
-
-
 async def send_json_error(send: Send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Answer with `{"error": code, "detail": detail}` from middleware."""
     body = json.dumps({"error": code, "detail": detail}).encode()
@@ -63,11 +60,6 @@ def values_at_most(skeleton: bytes) -> int:
     """An upper bound on the number of JSON values: each value but the root follows a `[`, a `,`
     or a `:` (a comma between object members precedes a key, and an empty array has none)."""
     return 1 + skeleton.count(b"[") + skeleton.count(b",") + skeleton.count(b":")
-
-
-def json_depth(body: bytes) -> int:
-    """Nesting depth of valid JSON bytes, counted on its brackets outside strings (`structure`)."""
-    return depth_of(structure(body))
 
 
 def bundle_entries(request: Any) -> int:
