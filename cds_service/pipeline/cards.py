@@ -492,12 +492,12 @@ class RuleLines:
 
 
 def rule_lines(ruleset: RuleSet, texts: CardTexts) -> Mapping[str, RuleLines]:
-    """Rule id -> its lines: a function of the rule files and the profile's parameters only, so
-    made once per rule set (`RuleSet.derived`), not per card."""
-    lines = ruleset.derived.get("card_rule_lines")
-    if lines is None:
+    """Rule id -> its lines: a function of the rule files, the profile's parameters and the card
+    texts only, so made once per rule set and texts (`RuleSet.derived`), not per card."""
+    made_with, lines = ruleset.derived.get("card_rule_lines", (None, None))
+    if made_with is not texts or lines is None:
         lines = {rule.id: _rule_lines(rule, ruleset, texts) for rule in ruleset.rules}
-        ruleset.derived["card_rule_lines"] = lines
+        ruleset.derived["card_rule_lines"] = (texts, lines)
     return lines
 
 
